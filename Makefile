@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make mini   - set up, then run the main job (the mini LibriTTS recipe)
+#   make test   - set up, then run the test suite (what CI runs)
+# Set-up is idempotent: stamps make a second run return in seconds.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The CPU build of torch: on this workplace it is a local wheel; elsewhere pip fetches it.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= eval,teachers,voices,demo,baselines,dev
+STAMPS := .stamps
+
+.PHONY: setup system venv test test-fast mini demo clean-stamps
+
+setup: system venv
+
+system: $(STAMPS)/system
+$(STAMPS)/system: tools/install_system.sh
+	bash tools/install_system.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	@mkdir -p $(STAMPS) && touch $@
+
+test: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+
+mini: setup
+	cd egs/libritts && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 ./run.sh --mini true
+
+clean-stamps:
+	rm -rf $(STAMPS)
