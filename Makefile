@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# The CPU build of torch: on this workplace it is a local wheel; elsewhere pip fetches it.
-TORCH_SPEC ?= torch==2.13.0
+# torch 2.14.1 is a local wheel on this workplace (pip cap); torchaudio 2.11 (for the
+# EnCodec/Vocos baselines) loads beside it. The build runs on CPU and on CUDA alike.
+TORCH_SPEC ?= torch==2.14.1
 EXTRAS ?= eval,teachers,voices,demo,baselines,dev
 STAMPS := .stamps
 

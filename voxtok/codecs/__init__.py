@@ -1,0 +1,1 @@
+"""Neural speech codecs: the Codec API, its registry, and the models built on `modules`."""

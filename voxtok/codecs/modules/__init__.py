@@ -1,0 +1,1 @@
+"""Building blocks the codecs are assembled from: encoders, decoders, quantizers, discriminators, losses."""

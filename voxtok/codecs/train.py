@@ -1,0 +1,203 @@
+"""GAN training for waveform generators (codecs, vocoders) with Lightning manual optimisation.
+
+The generator is any nn.Module with `training_forward(wav [B, 1, T], lengths [B]) ->
+GeneratorOutput` (reconstruction + unweighted auxiliary losses). The discriminators, the
+adversarial / feature-matching / mel / waveform losses and two AdamW optimisers with warmup +
+cosine schedules are set by the `discriminators`, `loss` and `optim` config blocks.
+
+Lightning counts every optimiser step in `global_step`; both optimisers step once per batch, so
+global_step = 2 x generator updates. Configs and logs speak of generator updates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from voxtok.codecs.modules.discriminators import build_discriminators
+from voxtok.codecs.modules.losses import (
+    MultiResolutionMelLoss, discriminator_loss, feature_matching_loss, generator_adv_loss, waveform_l1_loss,
+)
+from voxtok.errors import BadConfigError
+
+OPTIMIZER_STEPS_PER_UPDATE = 2  # generator + discriminator
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float = 0.0) -> Callable[[int], float]:
+    """LR multiplier: linear warmup, then cosine decay to `final_ratio` at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class GANModule(L.LightningModule):
+    """Trains `generator` against discriminators built from `cfg["discriminators"]`.
+
+    `cfg` is the codec/vocoder config (blocks: discriminators, loss, optim); `max_steps` is the
+    number of generator updates the cosine schedule spans.
+    """
+
+    def __init__(self, generator: torch.nn.Module, cfg: dict[str, Any], max_steps: int, sample_rate: int):
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.cfg = cfg
+        self.max_updates = max_steps
+        self.sample_rate = sample_rate
+        disc = cfg["discriminators"]
+        self.discriminator = build_discriminators(disc["names"], **dict(disc.get("options") or {}))
+        loss = cfg["loss"]
+        mel = dict(loss["mel"])
+        self.mel_weight = float(mel.pop("weight"))
+        self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, **mel)
+        self.adv_kind = loss.get("adversarial", "hinge")
+        self.fm_weight = float(loss.get("feature_matching", 1.0))
+        self.adv_weight = float(loss.get("adversarial_weight", 1.0))
+        self.wav_weight = float(loss.get("waveform_l1", 0.0))
+        self.aux_weights = {k: float(v) for k, v in (loss.get("aux") or {}).items()}
+        self.disc_start = int(cfg["optim"].get("disc_start_step", 0))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    # -- optimisers
+    def configure_optimizers(self):
+        o = self.cfg["optim"]
+        make = lambda params: torch.optim.AdamW(params, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.8, 0.9))),
+                                               weight_decay=float(o.get("weight_decay", 0.0)))
+        opt_g, opt_d = make(self.generator.parameters()), make(self.discriminator.parameters())
+        schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
+        sched = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
+        return [opt_g, opt_d], [{"scheduler": s, "interval": "step"} for s in sched]
+
+    def _step(self, opt, sched, loss: torch.Tensor | None) -> None:
+        opt.zero_grad(set_to_none=True)
+        if loss is not None:
+            self.manual_backward(loss)
+            self.clip_gradients(opt, gradient_clip_val=float(self.cfg["optim"].get("grad_clip", 1e3)),
+                                gradient_clip_algorithm="norm")
+        # Stepping with no gradients is a no-op for AdamW but keeps Lightning's step count regular.
+        opt.step()
+        sched.step()
+
+    # -- training
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        wav, lengths = batch["wav"], batch["lengths"]
+        out = self.generator.training_forward(wav, lengths)
+        recon = out.recon
+        adversarial = int(self.updates) >= self.disc_start
+        logs: dict[str, float] = {}
+
+        d_loss = None
+        if adversarial:
+            real_logits, _ = self.discriminator(wav)
+            fake_logits, _ = self.discriminator(recon.detach())
+            d_loss, _ = discriminator_loss(self.adv_kind, real_logits, fake_logits)
+            logs["train/d_loss"] = float(d_loss)
+        self._step(opt_d, sched_d, d_loss)
+
+        mel = self.mel_loss(recon, wav, lengths)
+        g_loss = self.mel_weight * mel
+        logs["train/mel"] = float(mel)
+        for name, value in out.losses.items():
+            weight = self.aux_weights.get(name, 0.0)
+            if weight:
+                g_loss = g_loss + weight * value
+            logs[f"train/{name}"] = float(value)
+        if self.wav_weight:
+            wl1 = waveform_l1_loss(recon, wav, lengths)
+            g_loss = g_loss + self.wav_weight * wl1
+            logs["train/wav_l1"] = float(wl1)
+        if adversarial:
+            _, real_feats = self.discriminator(wav)
+            fake_logits, fake_feats = self.discriminator(recon)
+            adv, _ = generator_adv_loss(self.adv_kind, fake_logits)
+            fm, _ = feature_matching_loss(real_feats, fake_feats)
+            g_loss = g_loss + self.adv_weight * adv + self.fm_weight * fm
+            logs.update({"train/g_adv": float(adv), "train/fm": float(fm)})
+        self._step(opt_g, sched_g, g_loss)
+        self.updates += 1
+
+        logs["train/g_loss"] = float(g_loss)
+        logs["train/lr"] = sched_g.get_last_lr()[0]
+        logs.update({f"train/{k}": v for k, v in out.stats.items()})
+        self.log_dict(logs, prog_bar=False, batch_size=wav.shape[0])
+        self.log("mel", float(mel), prog_bar=True, logger=False, batch_size=wav.shape[0])
+
+    # -- validation
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        wav, lengths = batch["wav"], batch["lengths"]
+        out = self.generator.training_forward(wav, lengths)
+        mel = self.mel_loss(out.recon, wav, lengths)
+        self.log("val/mel", mel, prog_bar=True, sync_dist=True, batch_size=wav.shape[0])
+        for k, v in out.stats.items():
+            self.log(f"val/{k}", v, sync_dist=True, batch_size=wav.shape[0])
+        if batch_idx == 0 and self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):
+            n = int(lengths[0])
+            tb = self.logger.experiment
+            tb.add_audio("val/reconstruction", out.recon[0, 0, :n].float().clamp(-1, 1).cpu(),
+                         int(self.updates), self.sample_rate)
+            if int(self.updates) <= 1 or not getattr(self, "_logged_reference", False):
+                tb.add_audio("val/original", wav[0, 0, :n].cpu(), int(self.updates), self.sample_rate)
+                self._logged_reference = True
+
+
+def make_strategy(name: str, devices: int):
+    """Lightning strategy: DDP that tolerates parameters unused in one of the GAN passes."""
+    if name in ("ddp", "ddp_cpu") or (name == "auto" and devices > 1):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True)
+    return name
+
+
+def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: list | None = None,
+                  monitor: str | None = None) -> L.Trainer:
+    """A Lightning Trainer for GAN modules from a `configs/trainer/*.yaml` dict.
+
+    Checkpoints (every `checkpoint_every_n_steps` generator updates, plus last.ckpt) go to
+    `exp_dir/checkpoints`, TensorBoard logs to `exp_dir/tensorboard`.
+    """
+    exp_dir = Path(exp_dir)
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    per = OPTIMIZER_STEPS_PER_UPDATE
+    checkpoint = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="step{step:08d}", auto_insert_metric_name=False,
+                                 every_n_train_steps=int(tcfg["checkpoint_every_n_steps"]) * per,
+                                 save_last=True, save_top_k=-1 if monitor is None else 2, monitor=monitor)
+    devices = int(tcfg.get("devices", 1))
+    return L.Trainer(
+        accelerator=tcfg.get("accelerator", "cpu"), devices=devices, num_nodes=int(tcfg.get("num_nodes", 1)),
+        strategy=make_strategy(tcfg.get("strategy", "auto"), devices), precision=tcfg.get("precision", "32-true"),
+        max_steps=int(tcfg["max_steps"]) * per, max_time=tcfg.get("max_time"), max_epochs=-1,
+        val_check_interval=int(tcfg["val_every_n_steps"]), check_val_every_n_epoch=None,
+        limit_val_batches=tcfg.get("limit_val_batches", 1.0), log_every_n_steps=int(tcfg["log_every_n_steps"]),
+        logger=TensorBoardLogger(str(exp_dir), name="tensorboard", version=""),
+        callbacks=[checkpoint, *(extra_callbacks or [])], default_root_dir=str(exp_dir),
+        enable_progress_bar=os.environ.get("VOXTOK_PROGRESS", "1") != "0", num_sanity_val_steps=0,
+    )
+
+
+def last_checkpoint(exp_dir: str | Path) -> str | None:
+    """Path of exp_dir/checkpoints/last.ckpt when a previous run left one (for resuming)."""
+    path = Path(exp_dir) / "checkpoints" / "last.ckpt"
+    return str(path) if path.is_file() else None
+
+
+def check_trainer_config(tcfg: dict[str, Any]) -> None:
+    """Refuse trainer settings that cannot work before any work is done."""
+    for key in ("max_steps", "val_every_n_steps", "checkpoint_every_n_steps", "log_every_n_steps"):
+        if int(tcfg.get(key, 0)) < 1:
+            raise BadConfigError(f"trainer.{key} must be >= 1, got {tcfg.get(key)}")

@@ -1,0 +1,1 @@
+"""Data preparation: Kaldi data dirs, corpus preparation, datasets and token stores."""

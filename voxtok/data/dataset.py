@@ -1,0 +1,128 @@
+"""Torch datasets over Kaldi data dirs: audio clips for codec/vocoder training, batching helpers.
+
+Batches follow the DESIGN contract: audio [B, 1, T] float32 with `lengths` [B] (valid samples).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from voxtok.audio import load_audio
+from voxtok.data.kaldi import DataDir
+from voxtok.errors import BadDataDirError
+
+
+def load_utterance(data: DataDir, utt: str, sample_rate: int) -> torch.Tensor:
+    """Audio of one utterance of a data dir as [1, T] at `sample_rate` (segments honoured)."""
+    if data.segments and utt in data.segments:
+        rec, start, end = data.segments[utt]
+        wav, _ = load_audio(data.wav_scp[rec], sample_rate, check=False)
+        return wav[:, int(start * sample_rate):int(end * sample_rate)]
+    return load_audio(data.wav_scp[utt], sample_rate)[0]
+
+
+class AudioClipDataset(Dataset):
+    """Utterances of a data dir as {"utt", "wav" [1, T], "length"} at `sample_rate`.
+
+    With `crop_seconds`, each item is a crop of that length (random in training, from the start
+    otherwise); shorter utterances are zero-padded and `length` says how much is real.
+    `cache=True` keeps decoded audio in memory: the mini corpus fits and CPU training is
+    otherwise dominated by decoding and resampling.
+    """
+
+    def __init__(self, data_dir: str | Path, sample_rate: int, crop_seconds: float | None = None,
+                 random_crop: bool = True, cache: bool = True, max_utts: int | None = None):
+        self.data = DataDir.load(data_dir)
+        self.utts = self.data.utts[:max_utts] if max_utts else self.data.utts
+        if not self.utts:
+            raise BadDataDirError("data dir has no utterances", data_dir)
+        self.sample_rate = sample_rate
+        self.crop = int(crop_seconds * sample_rate) if crop_seconds else None
+        self.random_crop = random_crop
+        self._cache: dict[str, torch.Tensor] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def audio(self, utt: str) -> torch.Tensor:
+        """Full utterance [1, T]."""
+        if self._cache is not None and utt in self._cache:
+            return self._cache[utt]
+        wav = load_utterance(self.data, utt, self.sample_rate)
+        if self._cache is not None:
+            self._cache[utt] = wav
+        return wav
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utts[index]
+        wav = self.audio(utt)
+        if self.crop is None:
+            return {"utt": utt, "wav": wav, "length": wav.shape[-1]}
+        total = wav.shape[-1]
+        if total >= self.crop:
+            start = random.randint(0, total - self.crop) if self.random_crop else 0
+            return {"utt": utt, "wav": wav[:, start:start + self.crop], "length": self.crop}
+        padded = torch.zeros(1, self.crop)
+        padded[:, :total] = wav
+        return {"utt": utt, "wav": padded, "length": total}
+
+
+def pad_batch(wavs: Sequence[torch.Tensor], multiple_of: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad [1, T_i] signals to one batch [B, 1, T_max] (rounded up to `multiple_of`)."""
+    lengths = torch.tensor([w.shape[-1] for w in wavs], dtype=torch.long)
+    total = int(lengths.max())
+    total = -(-total // multiple_of) * multiple_of
+    batch = torch.zeros(len(wavs), 1, total)
+    for i, w in enumerate(wavs):
+        batch[i, :, :w.shape[-1]] = w
+    return batch, lengths
+
+
+def collate_audio(items: Sequence[dict]) -> dict:
+    """Collate dataset items into {"utts", "wav" [B, 1, T], "lengths" [B]}."""
+    wav, _ = pad_batch([it["wav"] for it in items])
+    return {"utts": [it["utt"] for it in items], "wav": wav,
+            "lengths": torch.tensor([it["length"] for it in items], dtype=torch.long)}
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar-length items (less padding), at most `max_frames` total samples.
+
+    `lengths[i]` is the length of item i in any unit; batches are shuffled when `shuffle`.
+    """
+
+    def __init__(self, lengths: Sequence[int], max_frames: int, shuffle: bool = False, seed: int = 0):
+        self.lengths = list(lengths)
+        self.max_frames = max_frames
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])
+        batches, current, longest = [], [], 0
+        for i in order:
+            longest_if_added = max(longest, self.lengths[i])
+            if current and longest_if_added * (len(current) + 1) > self.max_frames:
+                batches.append(current)
+                current, longest_if_added = [], self.lengths[i]
+            current.append(i)
+            longest = longest_if_added
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(batches)
+            self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self._batches())

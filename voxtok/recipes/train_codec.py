@@ -1,0 +1,61 @@
+"""Train a codec (GAN) on a Kaldi data dir; resumes from exp_dir/checkpoints/last.ckpt.
+
+Example:
+    python -m voxtok.recipes.train_codec codec=wavtokenizer_tiny train_dir=data/train \
+        valid_dir=data/dev exp_dir=exp/mini/codec trainer.max_steps=2000 trainer.max_time=00:00:20:00
+
+The trained codec is exported to exp_dir/model (config.yaml + model.safetensors + metadata.json),
+loadable with `voxtok.codecs.base.load_codec`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from voxtok.codecs.base import build_codec
+from voxtok.codecs.train import GANModule, build_trainer, check_trainer_config, last_checkpoint
+from voxtok.data.dataset import AudioClipDataset, collate_audio
+from voxtok.recipes import recipe_main
+
+
+def make_loaders(cfg: dict, sample_rate: int) -> tuple[DataLoader, DataLoader]:
+    """Training crops and fixed validation crops from the data dirs named in `cfg`."""
+    data = cfg["codec"]["data"]
+    train = AudioClipDataset(cfg["train_dir"], sample_rate, data["crop_seconds"], random_crop=True)
+    valid = AudioClipDataset(cfg["valid_dir"], sample_rate, data.get("valid_crop_seconds", 3.0), random_crop=False)
+    workers = int(data.get("num_workers", 0))
+    kw = dict(collate_fn=collate_audio, num_workers=workers, persistent_workers=workers > 0)
+    return (DataLoader(train, batch_size=int(data["batch_size"]), shuffle=True, drop_last=True, **kw),
+            DataLoader(valid, batch_size=int(data["batch_size"]), shuffle=False, **kw))
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) and export the codec; returns the exported model folder."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    tcfg, ccfg = plain["trainer"], plain["codec"]
+    check_trainer_config(tcfg)
+    L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
+    codec = build_codec(ccfg["name"], ccfg["model"])
+    module = GANModule(codec, ccfg, max_steps=int(tcfg["max_steps"]), sample_rate=codec.sample_rate)
+    train_loader, valid_loader = make_loaders(plain, codec.sample_rate)
+    exp_dir = Path(plain["exp_dir"])
+    trainer = build_trainer(tcfg, exp_dir)
+    trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
+    out = exp_dir / "model"
+    if trainer.is_global_zero:
+        codec.save_pretrained(out)
+        print(f"exported {ccfg['name']} after {int(module.updates)} updates to {out}")
+    return out
+
+
+@recipe_main("train_codec")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
