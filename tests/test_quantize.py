@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
+import time
 
 import pytest
 import torch
@@ -311,7 +313,9 @@ def _ddp_steps(world: int = 2, steps: int = 5):
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # A short collective timeout turns a rank mismatch (a deadlock) into an error.
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=30))
     torch.set_num_threads(1)
     try:
         rows = slice(2 * rank, 2 * rank + 2)
@@ -337,7 +341,14 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_ddp_codebooks_stay_identical_and_match_single_process(tmp_path):
     world = 2
-    mp.spawn(_ddp_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=True)
+    context = mp.spawn(_ddp_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world,
+                       join=False)
+    deadline = time.monotonic() + 90
+    while not context.join(timeout=1):  # join() raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("DDP workers hung: ranks ran different collectives")
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
     for key in ("vq", "rvq"):

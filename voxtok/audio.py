@@ -25,6 +25,8 @@ from voxtok.errors import BadAudioError, BadConfigError
 # Peak below -80 dBFS is treated as silence: such a file carries no speech for any model here.
 SILENCE_PEAK = 1e-4
 DEFAULT_MIN_SECONDS = 0.1
+# File types soundfile reads that folder scans pick up.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
 
 def _as_numpy(wav) -> np.ndarray:

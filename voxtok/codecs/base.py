@@ -128,12 +128,18 @@ class Codec(torch.nn.Module):
             raise BadConfigError(f"n_q={n_q} outside 1..{self.n_q}")
         return self._encode(wav, lengths, n_q)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, Q, T'] (Q <= n_q) -> audio [B, 1, T' * hop]."""
+    def decode(self, codes: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        """Codes [B, Q, T'] (Q <= n_q) -> audio [B, 1, T' * hop], or [B, 1, num_samples] when given
+
+        (the original length, so decode(encode(x), x.shape[-1]) has x's shape).
+        """
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.n_q:
             raise BadTokenFileError(f"decode expects codes [B, Q<= {self.n_q}, T], got {tuple(codes.shape)}")
         check_code_range(codes, self.codebook_size)
-        return self._decode(codes)
+        wav = self._decode(codes)
+        if num_samples is not None:
+            wav = torch.nn.functional.pad(wav, (0, max(0, num_samples - wav.shape[-1])))[..., :num_samples]
+        return wav
 
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
         raise NotImplementedError

@@ -75,6 +75,7 @@ class WavTokenizer(Codec):
         self.n_q = int(qcfg.get("n_q", 1)) if self.residual else 1
         self.codebook_size = int(self.quantizer.codebook_size)
         self.backbone = VocosBackbone(input_channels=dim, **cfg["backbone"])
+        self.adanorm = bool(cfg["backbone"].get("adanorm_num_embeddings"))
         head = dict(cfg["head"])
         if head.setdefault("hop_length", self.hop_length) != self.hop_length:
             raise BadConfigError(f"ISTFT hop {head['hop_length']} must equal the encoder hop {self.hop_length}")
@@ -98,7 +99,10 @@ class WavTokenizer(Codec):
 
     def synthesize(self, latent: torch.Tensor) -> torch.Tensor:
         """Quantized latent [B, D, T'] -> audio [B, 1, T' * hop]."""
-        return self.head(self.backbone(latent))
+        # The published models condition the backbone's AdaLN on a bandwidth id; one codebook
+        # means one bandwidth, id 0.
+        cond = torch.zeros((), dtype=torch.long, device=latent.device) if self.adanorm else None
+        return self.head(self.backbone(latent, cond))
 
     def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> GeneratorOutput:
         """Audio [B, 1, T] -> reconstruction [B, 1, T], commitment loss and codebook stats."""
@@ -107,12 +111,19 @@ class WavTokenizer(Codec):
         losses = {"commit": q.commit_loss, "codebook": q.codebook_loss}
         return GeneratorOutput(recon, losses, quantizer_stats(q), q)
 
+    # The encoder's receptive field reaches about 4.75 frames to the right (measured for both
+    # published hops). Encoding with this many zero frames appended makes every valid frame see
+    # the same zeros after its signal whether or not it is padded inside a batch, so batched and
+    # unbatched encodes give identical codes.
+    RIGHT_CONTEXT_FRAMES = 6
+
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
-        latent = self.encoder(self._pad_to_hop(wav))
-        mask = frame_mask(lengths, self.hop_length, latent.shape[-1])
+        frames = -(-wav.shape[-1] // self.hop_length)
+        tail = frames * self.hop_length - wav.shape[-1] + self.RIGHT_CONTEXT_FRAMES * self.hop_length
+        latent = self.encoder(torch.nn.functional.pad(wav, (0, tail)))[..., :frames]
         if self.residual:
-            return self.quantizer.encode(latent, n_q=n_q, mask=mask)
-        return self.quantizer.encode(latent, mask=mask).unsqueeze(1)  # one codebook: [B, 1, T']
+            return self.quantizer.encode(latent, n_q=n_q)
+        return self.quantizer.encode(latent).unsqueeze(1)  # one codebook: [B, 1, T']
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         latent = self.quantizer.decode(codes)

@@ -92,7 +92,7 @@ def _all_reduce_sum_(tensor: Tensor) -> Tensor:
 def _broadcast_(tensor: Tensor) -> Tensor:
     """Overwrite `tensor` in place with rank 0's copy."""
     if _world_size() > 1:
-        pass
+        dist.broadcast(tensor, src=0)
     return tensor
 
 
