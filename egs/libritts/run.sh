@@ -14,6 +14,10 @@ tag=""             # experiment name: exp/<tag>/ (default: mini or libritts)
 force=false        # true: re-run stages even when they are marked complete
 seed=0             # corpus/model seed
 data_dir=data      # where the Kaldi data dirs go: <data_dir>/{train,dev,test}
+codec=wavtokenizer  # codec to train and tokenize with (stage 1-3)
+codec_config=""    # configs/codec/<name>.yaml (default: <codec>_tiny with --mini, else the paper size)
+train_args=""      # extra Hydra overrides for every training stage, e.g. "trainer.max_steps=10"
+codec_budget=00:00:20:00  # wall-clock cap of codec training with --mini (DD:HH:MM:SS)
 
 help_message="Usage: $0 [options]
   e.g.: $0 --mini true                      # synthetic corpus, tiny models, CPU
@@ -29,8 +33,14 @@ Options:
   --force true|false re-run completed stages (default $force)
   --seed N           seed (default $seed)
   --data_dir DIR     Kaldi data dirs (default $data_dir)
+  --codec NAME       codec for stages 1-3 (default $codec)
+  --codec_config C   codec config name (default: <codec>_tiny with --mini, else paper size)
+  --train_args ARGS  extra Hydra overrides for training stages
 Stages:
-  0  corpus + data/{train,dev,test} (Kaldi data dirs)"
+  0  corpus + data/{train,dev,test} (Kaldi data dirs)
+  1  train the codec (resumes from its last checkpoint)
+  2  tokenize train/dev/test into sharded token stores
+  3  evaluate the codec against Codec2 1200/3200 on the test speakers"
 
 . utils/parse_options.sh
 
@@ -45,7 +55,20 @@ else
 fi
 data=$data_dir
 exp=exp/$tag
+dump=dump/$tag
 mkdir -p "$exp"
+
+declare -A paper_config=([wavtokenizer]=wavtokenizer_75_paper)
+if [ -z "$codec_config" ]; then
+  if [ "$mini" = true ]; then codec_config=${codec}_tiny; else codec_config=${paper_config[$codec]:-${codec}_paper}; fi
+fi
+if [ "$ngpu" -gt 0 ]; then
+  trainer="trainer=gpu trainer.devices=$ngpu"
+else
+  trainer="trainer=cpu"
+fi
+[ "$mini" = true ] && trainer="$trainer trainer.max_time=$codec_budget"
+codec_exp=$exp/codec_$codec
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -72,5 +95,15 @@ run_stage() {
 # shellcheck disable=SC2086
 run_stage 0 data python -m voxtok.recipes.prepare_data $data_cfg data_dir="$data" nj="$nj" \
   hydra_dir="$exp/stage0_data/hydra"
+
+# shellcheck disable=SC2086
+run_stage 1 codec python -m voxtok.recipes.train_codec codec="$codec_config" $trainer \
+  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp" $train_args
+
+run_stage 2 tokenize python -m voxtok.recipes.tokenize model="$codec_exp/model" data_dir="$data" \
+  out_dir="$dump/tokens/$codec" nj="$nj"
+
+run_stage 3 codec_eval python -m voxtok.recipes.eval_codec model="$codec_exp/model" test_dir="$data/test" \
+  out_dir="$codec_exp/eval" nj="$nj"
 
 log "finished stages $stage..$stop_stage for $exp"

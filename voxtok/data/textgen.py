@@ -255,12 +255,10 @@ class SentenceGenerator:
         person = self.rng.choice(("man", "woman", "lady", "farmer", "sailor", "teacher"))
         return _words(f"the {adjective} {person}")
 
-    def _noun_phrase(self, plural: bool = False) -> list[tuple[str, str]]:
-        noun = self.rng.choice(_NOUNS)[1 if plural else 0]
+    def _noun_phrase(self) -> list[tuple[str, str]]:
+        noun = self.rng.choice(_NOUNS)[0]
         adjectives = self.rng.sample(_ADJECTIVES, k=self.rng.choice((0, 1, 1, 2)))
         body = " ".join(adjectives + [noun])
-        if plural:
-            return _words(f"the {body}" if self.rng.random() < 0.5 else body)
         article = self.rng.choice(("the", "a", "a", "this", "that", "my", "his", "her"))
         if article == "a" and body[0] in _VOWELS:
             article = "an"
@@ -369,7 +367,7 @@ class SentenceGenerator:
 
     def _nth_time(self):
         n = self.rng.randint(2, 31)
-        base, _, participle = self.rng.choice(_TRANSITIVE)
+        participle = self.rng.choice(_TRANSITIVE)[2]
         return (_words("it was the") + [(ordinal_suffix(n), ordinal_to_words(n))]
                 + _words("time that") + self._subject() + _words(f"had {participle}")
                 + self._noun_phrase() + [(".", ".")])
