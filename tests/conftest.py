@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,3 +18,20 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def espeak_speech(text: str, voice: str = "en-us", sample_rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
+    """Real (espeak-ng) speech cut to `seconds`, float32 [T] at `sample_rate`."""
+    from voxtok.audio import resample
+    from voxtok.data.synth import Voice, run_espeak
+
+    wav, sr = run_espeak(Voice("espeak", voice, "F"), text)
+    x = resample(wav, sr, sample_rate).numpy()[: int(seconds * sample_rate)]
+    assert len(x) == int(seconds * sample_rate)
+    return x
+
+
+@pytest.fixture(scope="session")
+def speech() -> np.ndarray:
+    """2 s of espeak-ng speech at 16 kHz, float32 [T], shared by the metric and baseline tests."""
+    return espeak_speech("She sells sea shells by the sea shore, surely. The quick brown fox jumps.")

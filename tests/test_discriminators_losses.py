@@ -57,16 +57,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Intra-op threads spin-wait: on 2 shared cores with other jobs running, 2 threads made these
-    # small convolutions ~6x slower than 1.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- discriminators
 
 

@@ -39,3 +39,7 @@ class BadTextError(VoxTokError):
 
 class UnknownSpeakerError(VoxTokError):
     """A speaker id that is not in the speaker store."""
+
+
+class MissingVoiceError(VoxTokError):
+    """A voice the synthetic corpus needs (espeak-ng, MBROLA, piper) is not installed."""

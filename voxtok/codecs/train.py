@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,10 @@ from voxtok.codecs.modules.losses import (
 from voxtok.errors import BadConfigError
 
 OPTIMIZER_STEPS_PER_UPDATE = 2  # generator + discriminator
+
+# Lightning warns that manual-optimisation checkpoints hold post-step weights: that is what we want.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float = 0.0) -> Callable[[int], float]:
@@ -95,7 +100,7 @@ class GANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         wav, lengths = batch["wav"], batch["lengths"]
-        out = self.generator.training_forward(wav, lengths)
+        out = self.generator.training_forward(wav, lengths, step=int(self.updates))
         recon = out.recon
         adversarial = int(self.updates) >= self.disc_start
         logs: dict[str, float] = {}
@@ -105,41 +110,41 @@ class GANModule(L.LightningModule):
             real_logits, _ = self.discriminator(wav)
             fake_logits, _ = self.discriminator(recon.detach())
             d_loss, _ = discriminator_loss(self.adv_kind, real_logits, fake_logits)
-            logs["train/d_loss"] = float(d_loss)
+            logs["train/d_loss"] = float(d_loss.detach())
         self._step(opt_d, sched_d, d_loss)
 
         mel = self.mel_loss(recon, wav, lengths)
         g_loss = self.mel_weight * mel
-        logs["train/mel"] = float(mel)
+        logs["train/mel"] = float(mel.detach())
         for name, value in out.losses.items():
             weight = self.aux_weights.get(name, 0.0)
             if weight:
                 g_loss = g_loss + weight * value
-            logs[f"train/{name}"] = float(value)
+            logs[f"train/{name}"] = float(value.detach())
         if self.wav_weight:
             wl1 = waveform_l1_loss(recon, wav, lengths)
             g_loss = g_loss + self.wav_weight * wl1
-            logs["train/wav_l1"] = float(wl1)
+            logs["train/wav_l1"] = float(wl1.detach())
         if adversarial:
             _, real_feats = self.discriminator(wav)
             fake_logits, fake_feats = self.discriminator(recon)
             adv, _ = generator_adv_loss(self.adv_kind, fake_logits)
             fm, _ = feature_matching_loss(real_feats, fake_feats)
             g_loss = g_loss + self.adv_weight * adv + self.fm_weight * fm
-            logs.update({"train/g_adv": float(adv), "train/fm": float(fm)})
+            logs.update({"train/g_adv": float(adv.detach()), "train/fm": float(fm.detach())})
         self._step(opt_g, sched_g, g_loss)
         self.updates += 1
 
-        logs["train/g_loss"] = float(g_loss)
+        logs["train/g_loss"] = float(g_loss.detach())
         logs["train/lr"] = sched_g.get_last_lr()[0]
         logs.update({f"train/{k}": v for k, v in out.stats.items()})
         self.log_dict(logs, prog_bar=False, batch_size=wav.shape[0])
-        self.log("mel", float(mel), prog_bar=True, logger=False, batch_size=wav.shape[0])
+        self.log("mel", float(mel.detach()), prog_bar=True, logger=False, batch_size=wav.shape[0])
 
     # -- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         wav, lengths = batch["wav"], batch["lengths"]
-        out = self.generator.training_forward(wav, lengths)
+        out = self.generator.training_forward(wav, lengths, step=int(self.updates))
         mel = self.mel_loss(out.recon, wav, lengths)
         self.log("val/mel", mel, prog_bar=True, sync_dist=True, batch_size=wav.shape[0])
         for k, v in out.stats.items():
@@ -152,6 +157,28 @@ class GANModule(L.LightningModule):
             if int(self.updates) <= 1 or not getattr(self, "_logged_reference", False):
                 tb.add_audio("val/original", wav[0, 0, :n].cpu(), int(self.updates), self.sample_rate)
                 self._logged_reference = True
+
+
+class ProgressLog(L.Callback):
+    """One line every `every` updates with the logged losses: progress bars are invisible in the
+    log files recipes write (stdout is not a terminal there)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.start = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        import sys
+        import time
+
+        self.start = self.start or time.time()
+        updates = int(getattr(module, "updates", trainer.global_step))
+        if updates % self.every or not trainer.is_global_zero or sys.stdout.isatty():
+            return
+        shown = {k.split("/")[-1]: float(v) for k, v in trainer.callback_metrics.items()
+                 if k.startswith(("train/mel", "train/d_loss", "train/perplexity", "val/mel", "train/loss"))}
+        values = " ".join(f"{k}={v:.3f}" for k, v in sorted(shown.items()))
+        print(f"update {updates} {values} ({time.time() - self.start:.0f} s)", flush=True)
 
 
 def make_strategy(name: str, devices: int):
@@ -185,7 +212,8 @@ def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: li
         val_check_interval=int(tcfg["val_every_n_steps"]), check_val_every_n_epoch=None,
         limit_val_batches=tcfg.get("limit_val_batches", 1.0), log_every_n_steps=int(tcfg["log_every_n_steps"]),
         logger=TensorBoardLogger(str(exp_dir), name="tensorboard", version=""),
-        callbacks=[checkpoint, *(extra_callbacks or [])], default_root_dir=str(exp_dir),
+        callbacks=[checkpoint, ProgressLog(int(tcfg["log_every_n_steps"]) * 10), *(extra_callbacks or [])],
+        default_root_dir=str(exp_dir),
         enable_progress_bar=os.environ.get("VOXTOK_PROGRESS", "1") != "0", num_sanity_val_steps=0,
     )
 

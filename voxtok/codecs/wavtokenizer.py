@@ -70,6 +70,7 @@ class WavTokenizer(Codec):
         dim = self.encoder.dimension
         qcfg = dict(cfg["quantizer"])
         kind = qcfg.pop("kind", "rvq")
+        self.quantizer_warmup_steps = int(qcfg.pop("warmup_steps", 0))
         self.quantizer = build_quantizer(kind, dim=dim, **qcfg)
         self.residual = isinstance(self.quantizer, ResidualVQ)
         self.n_q = int(qcfg.get("n_q", 1)) if self.residual else 1
@@ -104,8 +105,19 @@ class WavTokenizer(Codec):
         cond = torch.zeros((), dtype=torch.long, device=latent.device) if self.adanorm else None
         return self.head(self.backbone(latent, cond))
 
-    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> GeneratorOutput:
-        """Audio [B, 1, T] -> reconstruction [B, 1, T], commitment loss and codebook stats."""
+    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, step: int = 0) -> GeneratorOutput:
+        """Audio [B, 1, T] -> reconstruction [B, 1, T], commitment loss and codebook stats.
+
+        For the first `quantizer_warmup_steps` updates the quantizer is bypassed (a plain
+        autoencoder): at initialisation the encoder's frames differ by far less than one optimiser
+        step moves them all, so a codebook fitted then is left behind at once and collapses to a
+        few codes. The k-means initialisation runs on the first quantized batch instead.
+        """
+        if step < self.quantizer_warmup_steps:
+            latent = self.encoder(self._pad_to_hop(wav))
+            recon = self.synthesize(latent)[..., : wav.shape[-1]]
+            zero = latent.new_zeros(())
+            return GeneratorOutput(recon, {"commit": zero, "codebook": zero}, {})
         q = self.quantize(wav, lengths)
         recon = self.synthesize(q.quantized)[..., : wav.shape[-1]]
         losses = {"commit": q.commit_loss, "codebook": q.codebook_loss}

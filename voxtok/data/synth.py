@@ -46,7 +46,7 @@ import soundfile as sf
 
 from voxtok.audio import normalize_loudness, resample, save_audio, validate_waveform
 from voxtok.data.textgen import SentenceGenerator
-from voxtok.errors import BadConfigError, VoxTokError
+from voxtok.errors import MissingVoiceError, BadConfigError, VoxTokError
 
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
 SUBSETS = (TRAIN, DEV, TEST)
@@ -80,10 +80,6 @@ PEAK = 0.95
 # Mean utterance length measured on the default corpus (seed 0, 24 x 30); used only to turn
 # `hours` into utterances per speaker.
 SECONDS_PER_UTT = 3.35
-
-
-class MissingVoiceError(VoxTokError):
-    """A voice family was requested but its synthesizer or voice data is not installed."""
 
 
 @dataclass
@@ -293,7 +289,7 @@ def plan_utterances(speakers: list[Speaker], config: SynthConfig) -> list[Uttera
 # ----------------------------------------------------------------------------- engines
 
 
-def _run_espeak(voice: Voice, text: str) -> tuple[np.ndarray, int]:
+def run_espeak(voice: Voice, text: str) -> tuple[np.ndarray, int]:
     """espeak-ng (and MBROLA through it) -> (float32 samples, sample rate)."""
     with tempfile.TemporaryDirectory(prefix="voxtok_espeak_") as tmp:
         wav_path = Path(tmp) / "out.wav"
@@ -381,7 +377,7 @@ def check_voices(voices: list[Voice]) -> None:
     for voice in voices:
         if voice.family == "mbrola":
             try:
-                _run_espeak(voice, "test")
+                run_espeak(voice, "test")
             except MissingVoiceError:
                 package = "mbrola-" + voice.name.removeprefix("mb-")
                 raise MissingVoiceError(
@@ -451,7 +447,7 @@ def _synthesize_one(utt: Utterance, out_root: Path, sample_rate: int, piper: _Pi
     if voice.family == "piper":
         raw, raw_rate = piper.synthesize(voice, utt.normalized)
     else:
-        raw, raw_rate = _run_espeak(voice, utt.normalized)
+        raw, raw_rate = run_espeak(voice, utt.normalized)
     audio = finish_audio(raw, raw_rate, sample_rate, wav_path)
     _write_text(normalized_path, utt.normalized)
     _write_text(original_path, utt.original)

@@ -45,6 +45,10 @@ def train(cfg: DictConfig) -> Path:
     exp_dir = Path(plain["exp_dir"])
     trainer = build_trainer(tcfg, exp_dir)
     trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
+    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
+        # Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; the recipe must not
+        # mistake that for a finished stage. last.ckpt is there, so a re-run resumes.
+        raise SystemExit(f"training interrupted after {int(module.updates)} updates; re-run to resume")
     out = exp_dir / "model"
     if trainer.is_global_zero:
         codec.save_pretrained(out)

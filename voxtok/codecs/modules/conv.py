@@ -17,7 +17,19 @@ from torch.nn.utils.parametrizations import weight_norm
 NORMS = ("weight_norm", "none")
 
 
+def _variance_preserving_init(module: nn.Module) -> nn.Module:
+    # PyTorch's default conv init shrinks the signal about sqrt(3) x per layer; through a dozen
+    # SEANet convs the frame-to-frame variation of the latent ends up ~1e-3 of its bias, and a
+    # small model needs thousands of steps just to undo that. Unit-gain init keeps the
+    # variation at the input's scale from the first step (published weights load over it).
+    nn.init.kaiming_normal_(module.weight, nonlinearity="linear", mode="fan_in" if isinstance(module, nn.Conv1d) else "fan_out")
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    return module
+
+
 def _normalise(module: nn.Module, norm: str) -> nn.Module:
+    _variance_preserving_init(module)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     # dim=0 (the default) gives one gain per output channel for Conv1d and one per *input*

@@ -1,0 +1,101 @@
+"""Codec GAN training: losses fall, checkpoints + resume after a stop, export, DDP on 2 CPU processes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from voxtok.audio import save_audio
+from voxtok.codecs.base import load_codec
+from voxtok.recipes import CONFIG_DIR
+from voxtok.recipes.train_codec import train
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small enough for a few CPU steps per second; the structure is the tiny config's.
+SMALL = [
+    "codec.model.encoder.n_filters=8", "codec.model.encoder.dimension=32",
+    "codec.model.quantizer.codebook_size=64", "codec.model.backbone.dim=48",
+    "codec.model.backbone.intermediate_dim=96", "codec.model.backbone.num_layers=1",
+    "codec.discriminators.options.mpd.channels=4", "codec.discriminators.options.mpd.max_channels=16",
+    "codec.discriminators.options.mrd.channels=4", "codec.data.crop_seconds=0.2", "codec.data.batch_size=4",
+    "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=1",
+]
+
+
+def make_data_dir(root: Path, n: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    wavs, lines = root / "wav", []
+    for i in range(n):
+        t = np.arange(int(0.5 * 24000)) / 24000
+        f0 = 120 + 20 * i
+        x = sum(0.2 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 6)) + 0.005 * rng.standard_normal(len(t))
+        save_audio(wavs / f"s{i % 2}_u{i}.wav", x, 24000)
+        lines.append((f"s{i % 2}_u{i}", f"s{i % 2}"))
+    d = root / "data"
+    d.mkdir(parents=True)
+    (d / "wav.scp").write_text("".join(f"{u} {wavs / (u + '.wav')}\n" for u, _ in sorted(lines)))
+    (d / "text").write_text("".join(f"{u} hello\n" for u, _ in sorted(lines)))
+    (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(lines)))
+    (d / "spk2utt").write_text("".join(f"s{k} " + " ".join(u for u, s in sorted(lines) if s == f"s{k}") + "\n" for k in range(2)))
+    return d
+
+
+def config(data: Path, exp: Path, *overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train_codec", overrides=[f"train_dir={data}", f"valid_dir={data}", f"exp_dir={exp}",
+                                                 f"hydra_dir={exp}/hydra", *SMALL, *overrides])
+
+
+def scalars(exp: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(exp / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_mel_loss_falls_and_export_loads(tmp_path):
+    data = make_data_dir(tmp_path)
+    exp = tmp_path / "exp"
+    out = train(config(data, exp, "trainer.max_steps=40", "codec.optim.disc_start_step=30",
+                       "codec.optim.lr=3e-3", "codec.optim.warmup_steps=0"))
+    mel = scalars(exp, "train/mel")
+    assert len(mel) == 40 and np.mean(mel[-5:]) < 0.7 * np.mean(mel[:5])
+    assert len(scalars(exp, "train/d_loss")) == 10  # the discriminator joined at step 30
+    codec = load_codec(out)
+    with torch.no_grad():
+        assert codec.encode(torch.randn(1, 1, 2400) * 0.1).shape == (1, 1, 8)
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    data = make_data_dir(tmp_path)
+    exp = tmp_path / "exp"
+    train(config(data, exp, "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2"))
+    first = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)
+    assert int(first["state_dict"]["updates"]) == 4
+    # A later run with a larger budget picks up at update 4 instead of starting over.
+    train(config(data, exp, "trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2"))
+    second = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)
+    assert int(second["state_dict"]["updates"]) == 6
+    assert len(scalars(exp, "train/mel")) == 6
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tmp_path):
+    data = make_data_dir(tmp_path)
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "voxtok.recipes.train_codec", f"train_dir={data}", f"valid_dir={data}",
+           f"exp_dir={exp}", *SMALL, "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_steps=3",
+           "codec.optim.disc_start_step=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VOXTOK_PROGRESS": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "distributed_backend=gloo" in done.stderr + done.stdout and "2 processes" in done.stderr + done.stdout
+    assert (exp / "model" / "model.safetensors").is_file()
+    ckpt = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)
+    assert int(ckpt["state_dict"]["updates"]) == 3
