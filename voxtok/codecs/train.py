@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from voxtok.audio import MelConfig
 from voxtok.codecs.modules.discriminators import build_discriminators
 from voxtok.codecs.modules.losses import (
     MultiResolutionMelLoss, discriminator_loss, feature_matching_loss, generator_adv_loss, waveform_l1_loss,
@@ -66,7 +67,10 @@ class GANModule(L.LightningModule):
         loss = cfg["loss"]
         mel = dict(loss["mel"])
         self.mel_weight = float(mel.pop("weight"))
-        self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, **mel)
+        preset = MelConfig.preset(mel.pop("preset", "vocos"))
+        if "log_floor" in mel:  # how much the loss cares about near-silent bins
+            preset = preset.with_(log_floor=float(mel.pop("log_floor")))
+        self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, base=preset, **mel)
         self.adv_kind = loss.get("adversarial", "hinge")
         self.fm_weight = float(loss.get("feature_matching", 1.0))
         self.adv_weight = float(loss.get("adversarial_weight", 1.0))
