@@ -20,6 +20,7 @@ from voxtok.codecs.base import Codec, register_codec
 from voxtok.codecs.modules.quantize import QuantizerOutput, ResidualVQ, build_quantizer
 from voxtok.codecs.modules.seanet import SEANetEncoder
 from voxtok.codecs.modules.vocos import ISTFTHead, VocosBackbone
+from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError
 
 
@@ -35,14 +36,6 @@ class GeneratorOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
     quantizer: QuantizerOutput | None = None
-
-
-def frame_mask(lengths: torch.Tensor | None, hop: int, frames: int) -> torch.Tensor | None:
-    """Valid-frame mask [B, frames] for signals of `lengths` samples (None when unpadded)."""
-    if lengths is None:
-        return None
-    valid = torch.div(lengths + hop - 1, hop, rounding_mode="floor")
-    return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]
 
 
 def quantizer_stats(q: QuantizerOutput) -> dict[str, float]:
@@ -93,7 +86,7 @@ class WavTokenizer(Codec):
     def quantize(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> QuantizerOutput:
         """Audio [B, 1, T] -> quantizer output (quantized latent [B, D, T'], codes [B, Q, T'])."""
         latent = self.encoder(self._pad_to_hop(wav))
-        mask = frame_mask(lengths, self.hop_length, latent.shape[-1])
+        mask = None if lengths is None else length_mask(self.code_lengths(lengths), latent.shape[-1])
         if self.residual:
             return self.quantizer(latent, n_q=n_q, mask=mask)
         return self.quantizer(latent, mask=mask)

@@ -53,7 +53,7 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     samples = out_dir / "samples"
     per_utt: list[dict] = []
     codes_seen: list[torch.Tensor] = []
-    seconds = {"codec": 0.0}
+    seconds = {codec.codec_name: 0.0}
     total_audio = 0.0
     for i, utt in enumerate(utts):
         wav = load_utterance(data, utt, sr)
@@ -62,7 +62,7 @@ def evaluate(cfg: DictConfig) -> list[dict]:
         with torch.inference_mode():
             codes = codec.encode(wav[None])
             recon = codec.decode(codes, wav.shape[-1])[0]
-        seconds["codec"] += time.perf_counter() - start
+        seconds[codec.codec_name] += time.perf_counter() - start
         codes_seen.append(codes[0])
         systems = {codec.codec_name: (recon, codec.bitrate)}
         for name in cfg.baselines:
@@ -85,7 +85,7 @@ def evaluate(cfg: DictConfig) -> list[dict]:
         for key in ("kbps", *METRICS):
             values = [r[key] for r in mine if not math.isnan(r[key])]
             row[key] = float(np.mean(values)) if values else float("nan")
-        row["rtf"] = seconds.get(name if name != codec.codec_name else "codec", 0.0) / max(total_audio, 1e-9)
+        row["rtf"] = seconds.get(name, 0.0) / max(total_audio, 1e-9)
         rows.append(row)
     rows[0].update(code_statistics(codes_seen, codec.codebook_size))
     write_outputs(out_dir, per_utt, rows, len(utts))

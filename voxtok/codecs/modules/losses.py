@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxtok.audio import MelConfig, MelSpectrogram
+from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError
 
 Logits = Sequence[torch.Tensor]
@@ -138,7 +139,7 @@ def _valid_mask(lengths: torch.Tensor | None, batch: int, size: int, device) -> 
     lengths = torch.as_tensor(lengths, device=device).reshape(-1)
     if lengths.numel() != batch:
         raise ValueError(f"lengths has {lengths.numel()} entries for a batch of {batch}")
-    return torch.arange(size, device=device)[None, :] < lengths[:, None]
+    return length_mask(lengths, size)
 
 
 def _masked_mean(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
