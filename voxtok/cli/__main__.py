@@ -1,0 +1,7 @@
+"""`python -m voxtok.cli` runs the console script."""
+
+import sys
+
+from voxtok.cli import main
+
+sys.exit(main())
