@@ -17,6 +17,7 @@ data_dir=data      # where the Kaldi data dirs go: <data_dir>/{train,dev,test}
 codec=wavtokenizer  # codec to train and tokenize with (stage 1-3)
 codec_config=""    # configs/codec/<name>.yaml (default: <codec>_tiny with --mini, else the paper size)
 train_args=""      # extra Hydra overrides for every training stage, e.g. "trainer.max_steps=10"
+data_args=""       # extra Hydra overrides for stage 0, e.g. "data.num_speakers=8 data.utts_per_speaker=4"
 codec_budget=00:00:20:00  # wall-clock cap of codec training with --mini (DD:HH:MM:SS)
 
 help_message="Usage: $0 [options]
@@ -36,11 +37,12 @@ Options:
   --codec NAME       codec for stages 1-3 (default $codec)
   --codec_config C   codec config name (default: <codec>_tiny with --mini, else paper size)
   --train_args ARGS  extra Hydra overrides for training stages
+  --data_args ARGS   extra Hydra overrides for the corpus/data stage
 Stages:
-  0  corpus + data/{train,dev,test} (Kaldi data dirs)
-  1  train the codec (resumes from its last checkpoint)
-  2  tokenize train/dev/test into sharded token stores
-  3  evaluate the codec against Codec2 1200/3200 on the test speakers"
+  0  data        corpus + data/{train,dev,test} (Kaldi data dirs)
+  1  codec       train the codec (resumes from its last checkpoint)
+  2  tokenize    tokenize train/dev/test into sharded token stores
+  3  codec_eval  evaluate the codec against Codec2 1200/3200 on the test speakers"
 
 . utils/parse_options.sh
 
@@ -94,7 +96,7 @@ run_stage() {
 
 # shellcheck disable=SC2086
 run_stage 0 data python -m voxtok.recipes.prepare_data $data_cfg data_dir="$data" nj="$nj" \
-  hydra_dir="$exp/stage0_data/hydra"
+  hydra_dir="$exp/stage0_data/hydra" $data_args
 
 # shellcheck disable=SC2086
 run_stage 1 codec python -m voxtok.recipes.train_codec codec="$codec_config" $trainer \

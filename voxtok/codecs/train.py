@@ -195,16 +195,17 @@ def make_strategy(name: str, devices: int):
 
 
 def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: list | None = None,
-                  monitor: str | None = None) -> L.Trainer:
-    """A Lightning Trainer for GAN modules from a `configs/trainer/*.yaml` dict.
+                  monitor: str | None = None, steps_per_update: int = OPTIMIZER_STEPS_PER_UPDATE) -> L.Trainer:
+    """A Lightning Trainer from a `configs/trainer/*.yaml` dict; step counts in the config are updates.
 
-    Checkpoints (every `checkpoint_every_n_steps` generator updates, plus last.ckpt) go to
-    `exp_dir/checkpoints`, TensorBoard logs to `exp_dir/tensorboard`.
+    `steps_per_update`: optimiser steps Lightning counts per update (2 for GAN modules, 1 for a
+    module with one optimiser). Checkpoints (every `checkpoint_every_n_steps` updates, plus
+    last.ckpt) go to `exp_dir/checkpoints`, TensorBoard logs to `exp_dir/tensorboard`.
     """
     exp_dir = Path(exp_dir)
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg["threads"]))
-    per = OPTIMIZER_STEPS_PER_UPDATE
+    per = int(steps_per_update)
     checkpoint = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="step{step:08d}", auto_insert_metric_name=False,
                                  every_n_train_steps=int(tcfg["checkpoint_every_n_steps"]) * per,
                                  save_last=True, save_top_k=-1 if monitor is None else 2, monitor=monitor)
@@ -223,9 +224,15 @@ def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: li
 
 
 def last_checkpoint(exp_dir: str | Path) -> str | None:
-    """Path of exp_dir/checkpoints/last.ckpt when a previous run left one (for resuming)."""
+    """Path of exp_dir/checkpoints/last.ckpt when a previous run left one (for resuming).
+
+    Says on stdout that training resumes, so recipe logs show it.
+    """
     path = Path(exp_dir) / "checkpoints" / "last.ckpt"
-    return str(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    print(f"resuming from {path}", flush=True)
+    return str(path)
 
 
 def check_trainer_config(tcfg: dict[str, Any]) -> None:
