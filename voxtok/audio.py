@@ -182,7 +182,7 @@ class MelConfig:
 
     @staticmethod
     def preset(name: str) -> "MelConfig":
-        """'vocos' / 'wavtokenizer', 'cosyvoice', or 'dmcodec' front-end settings."""
+        """'vocos' / 'wavtokenizer', 'cosyvoice', 'dmcodec' or 'whisper' front-end settings."""
         presets = {
             # Vocos / WavTokenizer: torchaudio MelSpectrogram defaults, magnitude, HTK, no norm.
             "vocos": MelConfig(24000, 1024, 256, None, 100, 0.0, None, 1.0, True, None, True, 1e-7),
@@ -190,6 +190,8 @@ class MelConfig:
             "cosyvoice": MelConfig(22050, 1024, 256, 1024, 80, 0.0, 8000.0, 1.0, False, "slaney", False, 1e-5),
             # DM-Codec / SpeechTokenizer mel loss at 16 kHz.
             "dmcodec": MelConfig(16000, 1024, 256, 1024, 80, 0.0, 8000.0, 1.0, False, "slaney", True, 1e-5),
+            # Whisper / CosyVoice S3 tokenizer input: 25 ms windows every 10 ms, Slaney mels, power.
+            "whisper": MelConfig(16000, 400, 160, 400, 128, 0.0, 8000.0, 2.0, False, "slaney", True, 1e-10),
         }
         presets["wavtokenizer"] = presets["vocos"]
         if name not in presets:

@@ -1,9 +1,11 @@
 """GAN training for waveform generators (codecs, vocoders) with Lightning manual optimisation.
 
 The generator is any nn.Module with `training_forward(wav [B, 1, T], lengths [B]) ->
-GeneratorOutput` (reconstruction + unweighted auxiliary losses). The discriminators, the
-adversarial / feature-matching / mel / waveform losses and two AdamW optimisers with warmup +
-cosine schedules are set by the `discriminators`, `loss` and `optim` config blocks.
+GeneratorOutput` (reconstruction + unweighted auxiliary losses); batch entries other than
+utts / wav / lengths (e.g. teacher features for distillation) reach it as keyword arguments.
+The discriminators, the adversarial / feature-matching / mel / waveform losses and two AdamW
+optimisers with warmup + cosine schedules are set by the `discriminators`, `loss` and `optim`
+config blocks.
 
 Lightning counts every optimiser step in `global_step`; both optimisers step once per batch, so
 global_step = 2 x generator updates. Configs and logs speak of generator updates.
@@ -100,11 +102,16 @@ class GANModule(L.LightningModule):
         sched.step()
 
     # -- training
+    def generator_forward(self, batch: dict):
+        """The generator's training forward on a batch; extra entries go as keyword arguments."""
+        extra = {k: v for k, v in batch.items() if k not in ("utts", "wav", "lengths")}
+        return self.generator.training_forward(batch["wav"], batch["lengths"], step=int(self.updates), **extra)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         wav, lengths = batch["wav"], batch["lengths"]
-        out = self.generator.training_forward(wav, lengths, step=int(self.updates))
+        out = self.generator_forward(batch)
         recon = out.recon
         adversarial = int(self.updates) >= self.disc_start
         logs: dict[str, float] = {}
@@ -148,7 +155,7 @@ class GANModule(L.LightningModule):
     # -- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         wav, lengths = batch["wav"], batch["lengths"]
-        out = self.generator.training_forward(wav, lengths, step=int(self.updates))
+        out = self.generator_forward(batch)
         mel = self.mel_loss(out.recon, wav, lengths)
         self.log("val/mel", mel, prog_bar=True, sync_dist=True, batch_size=wav.shape[0])
         for k, v in out.stats.items():
@@ -180,7 +187,8 @@ class ProgressLog(L.Callback):
         if updates % self.every or not trainer.is_global_zero or sys.stdout.isatty():
             return
         shown = {k.split("/")[-1]: float(v) for k, v in trainer.callback_metrics.items()
-                 if k.startswith(("train/mel", "train/d_loss", "train/perplexity", "val/mel", "train/loss"))}
+                 if k.startswith(("train/mel", "train/d_loss", "train/perplexity", "val/mel", "train/loss",
+                                        "train/distill", "train/global", "train/context"))}
         values = " ".join(f"{k}={v:.3f}" for k, v in sorted(shown.items()))
         print(f"update {updates} {values} ({time.time() - self.start:.0f} s)", flush=True)
 

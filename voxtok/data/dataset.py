@@ -1,4 +1,5 @@
-"""Torch datasets over Kaldi data dirs: audio clips for codec/vocoder training, batching helpers.
+"""Torch datasets over Kaldi data dirs: audio clips for codec/vocoder training, transcribed
+utterances for CTC training, batching helpers.
 
 Batches follow the DESIGN contract: audio [B, 1, T] float32 with `lengths` [B] (valid samples).
 """
@@ -12,7 +13,7 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from voxtok.audio import load_audio
+from voxtok.audio import audio_duration, load_audio
 from voxtok.data.kaldi import DataDir
 from voxtok.errors import BadDataDirError
 
@@ -93,6 +94,61 @@ def collate_audio(items: Sequence[dict]) -> dict:
     wav, _ = pad_batch([it["wav"] for it in items])
     return {"utts": [it["utt"] for it in items], "wav": wav,
             "lengths": torch.tensor([it["length"] for it in items], dtype=torch.long)}
+
+
+def utterance_duration(data: DataDir, utt: str) -> float:
+    """Seconds of one utterance: from utt2dur, else its segment, else the audio file's header."""
+    if data.utt2dur and utt in data.utt2dur:
+        return data.utt2dur[utt]
+    if data.segments and utt in data.segments:
+        _, start, end = data.segments[utt]
+        return end - start
+    return audio_duration(data.wav_scp[utt])
+
+
+class TranscribedAudioDataset(AudioClipDataset):
+    """Whole utterances with character targets: {"utt", "wav" [1, T], "length", "text", "targets" [N]}.
+
+    `vocab` is any object with `encode(text, name) -> list[int]` (e.g. `voxtok.codecs.s3.CharVocab`);
+    every transcript is encoded up front, so a bad one fails before training starts, naming the
+    utterance. Utterances longer than `max_seconds` are left out (`self.skipped` lists them):
+    cropping would cut audio away from the words its transcript still holds.
+    """
+
+    def __init__(self, data_dir: str | Path, sample_rate: int, vocab, max_seconds: float | None = None,
+                 cache: bool = True, max_utts: int | None = None):
+        super().__init__(data_dir, sample_rate, crop_seconds=None, random_crop=False, cache=cache, max_utts=max_utts)
+        missing = [utt for utt in self.utts if utt not in self.data.text]
+        if missing:
+            raise BadDataDirError(f"no transcript for utterance '{missing[0]}' ({len(missing)} without text)",
+                                  Path(data_dir) / "text")
+        self.durations = {utt: utterance_duration(self.data, utt) for utt in self.utts}
+        too_long = {u for u in self.utts if max_seconds is not None and self.durations[u] > max_seconds}
+        self.skipped = sorted(too_long)
+        self.utts = [u for u in self.utts if u not in too_long]
+        if not self.utts:
+            raise BadDataDirError(f"every utterance is longer than max_seconds={max_seconds}", data_dir)
+        self.targets = {utt: torch.tensor(vocab.encode(self.data.text[utt], f"{Path(data_dir) / 'text'}: {utt}"),
+                                          dtype=torch.long) for utt in self.utts}
+
+    def lengths(self) -> list[float]:
+        """Duration in seconds of each item, in dataset order (for `LengthBucketSampler`)."""
+        return [self.durations[utt] for utt in self.utts]
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        utt = item["utt"]
+        return {**item, "text": self.data.text[utt], "targets": self.targets[utt]}
+
+
+def collate_transcribed(items: Sequence[dict]) -> dict:
+    """`collate_audio` plus {"texts", "targets" [B, N_max] (0-padded), "target_lengths" [B]}."""
+    batch = collate_audio(items)
+    target_lengths = torch.tensor([len(it["targets"]) for it in items], dtype=torch.long)
+    targets = torch.zeros(len(items), int(target_lengths.max()), dtype=torch.long)
+    for i, it in enumerate(items):
+        targets[i, : len(it["targets"])] = it["targets"]
+    return {**batch, "texts": [it["text"] for it in items], "targets": targets, "target_lengths": target_lengths}
 
 
 class LengthBucketSampler(Sampler[list[int]]):

@@ -7,6 +7,11 @@ Example:
 Writes out_dir/results.csv (one row per system and utterance), out_dir/table.md (means) and prints
 the table. Metrics: PESQ-wb, STOI, mel distance at the codec's rate; codebook usage (share of codes
 used over the whole set) and code perplexity for the neural codec; bitrate as produced.
+
+Options: `n_q=N` keeps the first N codebooks of an RVQ codec (its bitrate drops accordingly);
+`speaker_similarity=true` adds the d-vector cosine of original and reconstruction;
+`asr=true` transcribes originals and reconstructions with Whisper tiny.en (voxtok.bench.asr) and
+adds WER (against the data dir's text) and dWER (against the original audio's transcript).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from voxtok.data.kaldi import DataDir
 from voxtok.recipes import recipe_main
 
 METRICS = ("pesq_wb", "stoi", "mel_distance")
+OPTIONAL_COLUMNS = (("speaker_similarity", "spk sim", ".3f"), ("wer", "WER", ".1%"), ("dwer", "dWER", ".1%"))
 
 
 def code_statistics(all_codes: list[torch.Tensor], codebook_size: int) -> dict[str, float]:
@@ -47,6 +53,15 @@ def evaluate(cfg: DictConfig) -> list[dict]:
 
     codec = load_codec(cfg.model)
     sr = codec.sample_rate
+    n_q = cfg.get("n_q")
+    n_q = codec.n_q if n_q is None else int(n_q)
+    metrics = (*METRICS, "speaker_similarity") if cfg.get("speaker_similarity") else METRICS
+    asr = None
+    if cfg.get("asr"):
+        from voxtok.bench.asr import WhisperASR
+
+        asr = WhisperASR()
+    transcripts: dict[str, list[str]] = {}
     data = DataDir.load(cfg.test_dir)
     utts = data.utts[: cfg.max_utts] if cfg.get("max_utts") else data.utts
     out_dir = Path(cfg.out_dir)
@@ -60,18 +75,24 @@ def evaluate(cfg: DictConfig) -> list[dict]:
         total_audio += wav.shape[-1] / sr
         start = time.perf_counter()
         with torch.inference_mode():
-            codes = codec.encode(wav[None])
+            codes = codec.encode(wav[None], n_q=n_q)
             recon = codec.decode(codes, wav.shape[-1])[0]
         seconds[codec.codec_name] += time.perf_counter() - start
         codes_seen.append(codes[0])
-        systems = {codec.codec_name: (recon, codec.bitrate)}
+        systems = {codec.codec_name: (recon, codec.bitrate_at(n_q))}
         for name in cfg.baselines:
             start = time.perf_counter()
             systems[name] = CLASSICAL_CODECS[name].run(wav[0].numpy(), sr)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        if asr is not None:
+            transcripts.setdefault("original", []).append(asr.transcribe_one(wav[0], sr))
+            transcripts.setdefault("text", []).append(data.text.get(utt, ""))
         for name, (rec, bitrate) in systems.items():
             row = {"system": name, "utt": utt, "kbps": bitrate / 1000}
-            row.update(reconstruction_metrics(wav[0].numpy(), np.asarray(rec).reshape(-1), sr, which=METRICS))
+            row.update(reconstruction_metrics(wav[0].numpy(), np.asarray(rec).reshape(-1), sr, which=metrics))
+            if asr is not None:
+                row["transcript"] = asr.transcribe_one(np.asarray(rec).reshape(-1), sr)
+                transcripts.setdefault(name, []).append(row["transcript"])
             per_utt.append(row)
             if i < int(cfg.get("num_samples", 3)):
                 save_audio(samples / name / f"{utt}.wav", np.asarray(rec).reshape(-1), sr)
@@ -79,12 +100,18 @@ def evaluate(cfg: DictConfig) -> list[dict]:
             save_audio(samples / "original" / f"{utt}.wav", wav, sr)
 
     rows = []
+    label = f"{codec.codec_name} ({Path(cfg.model).parent.name})" + (f" n_q={n_q}" if cfg.get("n_q") is not None else "")
     for name in [codec.codec_name, *cfg.baselines]:
         mine = [r for r in per_utt if r["system"] == name]
-        row = {"system": name if name != codec.codec_name else f"{name} ({Path(cfg.model).parent.name})"}
-        for key in ("kbps", *METRICS):
+        row = {"system": name if name != codec.codec_name else label}
+        for key in ("kbps", *metrics):
             values = [r[key] for r in mine if not math.isnan(r[key])]
             row[key] = float(np.mean(values)) if values else float("nan")
+        if asr is not None:
+            from voxtok.bench.asr import asr_scores
+
+            scores = asr_scores(transcripts["text"], transcripts["original"], transcripts[name])
+            row.update(wer=scores["wer"], dwer=scores["dwer"])
         row["rtf"] = seconds.get(name, 0.0) / max(total_audio, 1e-9)
         rows.append(row)
     rows[0].update(code_statistics(codes_seen, codec.codebook_size))
@@ -93,13 +120,16 @@ def evaluate(cfg: DictConfig) -> list[dict]:
 
 
 def format_table(rows: list[dict], num_utts: int) -> str:
-    """Markdown table of the per-system means."""
-    head = "| system | kbit/s | PESQ-wb | STOI | mel dist | codebook usage | perplexity | RTF (enc+dec) |\n"
-    head += "|---|---|---|---|---|---|---|---|\n"
+    """Markdown table of the per-system means (speaker similarity / WER / dWER columns when measured)."""
+    extra = [(key, title, spec) for key, title, spec in OPTIONAL_COLUMNS if any(key in r for r in rows)]
+    head = "| system | kbit/s | PESQ-wb | STOI | mel dist | " + "".join(f"{t} | " for _, t, _ in extra)
+    head += "codebook usage | perplexity | RTF (enc+dec) |\n"
+    head += "|---" * (8 + len(extra)) + "|\n"
     fmt = lambda v, spec: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
     body = "".join(
         f"| {r['system']} | {fmt(r['kbps'], '.2f')} | {fmt(r['pesq_wb'], '.2f')} | {fmt(r['stoi'], '.3f')} | "
-        f"{fmt(r['mel_distance'], '.3f')} | {fmt(r.get('usage'), '.1%')} | {fmt(r.get('perplexity'), '.0f')} | "
+        f"{fmt(r['mel_distance'], '.3f')} | " + "".join(f"{fmt(r.get(k), spec)} | " for k, _, spec in extra)
+        + f"{fmt(r.get('usage'), '.1%')} | {fmt(r.get('perplexity'), '.0f')} | "
         f"{fmt(r['rtf'], '.3f')} |\n" for r in rows)
     return head + body + f"\n{num_utts} test utterances; means over utterances.\n"
 
@@ -107,8 +137,10 @@ def format_table(rows: list[dict], num_utts: int) -> str:
 def write_outputs(out_dir: Path, per_utt: list[dict], rows: list[dict], num_utts: int) -> None:
     """results.csv (per utterance) and table.md (means)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    fields = ["system", "utt", "kbps", *METRICS]
+    fields += [k for k in ("speaker_similarity", "transcript") if any(k in r for r in per_utt)]
     with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["system", "utt", "kbps", *METRICS])
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(per_utt)
     (out_dir / "table.md").write_text(format_table(rows, num_utts))

@@ -4,6 +4,10 @@ Example:
     python -m voxtok.recipes.train_codec codec=wavtokenizer_tiny train_dir=data/train \
         valid_dir=data/dev exp_dir=exp/mini/codec trainer.max_steps=2000 trainer.max_time=00:00:20:00
 
+Codecs distilled from teachers (dmcodec, fusecodec) read the teacher features from
+`teachers_dir=DIR` (stores written by voxtok.recipes.extract_teachers for train_dir's utterances);
+validation runs on audio alone.
+
 The trained codec is exported to exp_dir/model (config.yaml + model.safetensors + metadata.json),
 loadable with `voxtok.codecs.base.load_codec`.
 """
@@ -17,20 +21,35 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
+from voxtok.codecs.distill_data import TeacherClipDataset, collate_teacher_batch, resolve_teacher_dims
 from voxtok.codecs.train import GANModule, build_trainer, check_trainer_config, last_checkpoint
 from voxtok.data.dataset import AudioClipDataset, collate_audio
+from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 
 
-def make_loaders(cfg: dict, sample_rate: int) -> tuple[DataLoader, DataLoader]:
-    """Training crops and fixed validation crops from the data dirs named in `cfg`."""
-    data = cfg["codec"]["data"]
-    train = AudioClipDataset(cfg["train_dir"], sample_rate, data["crop_seconds"], random_crop=True)
+def make_loaders(cfg: dict, sample_rate: int, codec=None, section: str = "codec") -> tuple[DataLoader, DataLoader]:
+    """Training crops and fixed validation crops from the data dirs named in `cfg`.
+
+    The crop and batch settings are `cfg[section]["data"]` (section "vocoder" for the vocoder
+    recipe). When `codec` needs teacher streams (`codec.teacher_streams`), training crops come
+    with the time-aligned teacher features from `cfg["teachers_dir"]`.
+    """
+    data = cfg[section]["data"]
+    streams = sorted(getattr(codec, "teacher_streams", ()) or ())
+    if streams:
+        train = TeacherClipDataset(cfg["train_dir"], sample_rate, codec.hop_length, cfg["teachers_dir"], streams,
+                                   data["crop_seconds"], random_crop=True)
+        collate_train = collate_teacher_batch
+    else:
+        train = AudioClipDataset(cfg["train_dir"], sample_rate, data["crop_seconds"], random_crop=True)
+        collate_train = collate_audio
     valid = AudioClipDataset(cfg["valid_dir"], sample_rate, data.get("valid_crop_seconds", 3.0), random_crop=False)
     workers = int(data.get("num_workers", 0))
-    kw = dict(collate_fn=collate_audio, num_workers=workers, persistent_workers=workers > 0)
-    return (DataLoader(train, batch_size=int(data["batch_size"]), shuffle=True, drop_last=True, **kw),
-            DataLoader(valid, batch_size=int(data["batch_size"]), shuffle=False, **kw))
+    kw = dict(num_workers=workers, persistent_workers=workers > 0)
+    return (DataLoader(train, batch_size=int(data["batch_size"]), shuffle=True, drop_last=True,
+                       collate_fn=collate_train, **kw),
+            DataLoader(valid, batch_size=int(data["batch_size"]), shuffle=False, collate_fn=collate_audio, **kw))
 
 
 def train(cfg: DictConfig) -> Path:
@@ -39,10 +58,22 @@ def train(cfg: DictConfig) -> Path:
     tcfg, ccfg = plain["trainer"], plain["codec"]
     check_trainer_config(tcfg)
     L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
+    teachers_dir = plain.get("teachers_dir")
+    if teachers_dir:
+        resolve_teacher_dims(ccfg["model"], teachers_dir)
     codec = build_codec(ccfg["name"], ccfg["model"])
+    streams = sorted(getattr(codec, "teacher_streams", ()) or ())
+    if streams and not teachers_dir:
+        raise BadConfigError(f"codec config {ccfg['name']} distils from teacher features {streams}: set teachers_dir")
     module = GANModule(codec, ccfg, max_steps=int(tcfg["max_steps"]), sample_rate=codec.sample_rate)
-    train_loader, valid_loader = make_loaders(plain, codec.sample_rate)
-    exp_dir = Path(plain["exp_dir"])
+    train_loader, valid_loader = make_loaders(plain, codec.sample_rate, codec)
+    return fit_and_export(module, train_loader, valid_loader, tcfg, Path(plain["exp_dir"]), ccfg["name"])
+
+
+def fit_and_export(module: GANModule, train_loader: DataLoader, valid_loader: DataLoader, tcfg: dict,
+                   exp_dir: Path, name: str) -> Path:
+    """Fit a GAN module (resuming from exp_dir's last.ckpt), then export its generator with
+    `save_pretrained` to exp_dir/model on rank 0; returns that folder."""
     trainer = build_trainer(tcfg, exp_dir)
     trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
     if trainer.interrupted or getattr(trainer, "received_sigterm", False):
@@ -51,8 +82,8 @@ def train(cfg: DictConfig) -> Path:
         raise SystemExit(f"training interrupted after {int(module.updates)} updates; re-run to resume")
     out = exp_dir / "model"
     if trainer.is_global_zero:
-        codec.save_pretrained(out)
-        print(f"exported {ccfg['name']} after {int(module.updates)} updates to {out}")
+        module.generator.save_pretrained(out)
+        print(f"exported {name} after {int(module.updates)} updates to {out}")
     return out
 
 

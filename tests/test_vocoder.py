@@ -1,0 +1,109 @@
+"""Mel vocoder: frame/sample shapes, the paper size, learning, GAN recipe step, save/load."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import espeak_speech
+from hydra import compose, initialize_config_dir
+
+from voxtok.audio import MelConfig, save_audio
+from voxtok.codecs.modules.losses import MultiResolutionMelLoss
+from voxtok.errors import BadConfigError
+from voxtok.recipes import CONFIG_DIR
+from voxtok.tts.vocoder import MelVocoder
+
+TINY = {"mel": "cosyvoice", "backbone": {"dim": 32, "intermediate_dim": 64, "num_layers": 1}, "head": {"n_fft": 1024}}
+
+
+def test_frames_map_to_hops():
+    vocoder = MelVocoder(TINY)
+    assert (vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels) == (22050, 256, 80)
+    assert vocoder.mel_config == MelConfig.preset("cosyvoice")
+    wav = 0.1 * torch.randn(2, 1, 256 * 20)
+    mel = vocoder.mel(wav)
+    assert mel.shape == (2, 80, 20)
+    assert vocoder(mel).shape == (2, 1, 20 * 256)
+    assert vocoder.training_forward(wav[..., :5000]).recon.shape == (2, 1, 5000)
+    with pytest.raises(BadConfigError, match=r"\[B, 80, T'\]"):
+        vocoder(torch.zeros(1, 100, 20))
+    with pytest.raises(BadConfigError, match="uncentred"):
+        MelVocoder({**TINY, "mel": {"preset": "cosyvoice", "center": True}})
+
+
+def test_paper_config_size_and_forward():
+    cfg = yaml.safe_load((CONFIG_DIR / "tts" / "vocoder_paper.yaml").read_text())
+    vocoder = MelVocoder.from_config(cfg["model"])
+    # Vocos: embed conv k7, LayerNorm, 8 ConvNeXt blocks, final LayerNorm, Linear(dim -> n_fft + 2).
+    dim, inter, layers, mels, n_fft = 512, 1536, 8, 80, 1024
+    block = (dim * 7 + dim) + 2 * dim + (dim * inter + inter) + (inter * dim + dim) + dim
+    expected = (mels * dim * 7 + dim) + 2 * dim + layers * block + 2 * dim + (dim * (n_fft + 2) + n_fft + 2)
+    assert sum(p.numel() for p in vocoder.parameters()) == expected == 13_459_970
+    # At Vocos's own 24 kHz / 100 mels this is the published 13.5M.
+    vocos = MelVocoder({**cfg["model"], "mel": {"preset": "cosyvoice", "sample_rate": 24000, "n_mels": 100}})
+    assert sum(p.numel() for p in vocos.parameters()) == 13_531_650
+    with torch.no_grad():
+        assert vocoder(torch.randn(1, 80, 8)).shape == (1, 1, 8 * 256)
+
+
+def test_mel_loss_falls_on_one_clip():
+    torch.manual_seed(0)
+    vocoder = MelVocoder({**TINY, "backbone": {"dim": 64, "intermediate_dim": 128, "num_layers": 2}})
+    clip = torch.from_numpy(espeak_speech("The quick brown fox jumps.", "en-us", 22050, 0.4))[None, None]
+    loss_fn = MultiResolutionMelLoss(22050, n_ffts=[1024], hop_lengths=[256], n_mels=100,
+                                     base=MelConfig.preset("vocos"))
+    opt = torch.optim.AdamW(vocoder.parameters(), lr=3e-3, betas=(0.8, 0.9))
+    losses = []
+    for _ in range(20):
+        loss = loss_fn(vocoder.training_forward(clip).recon, clip)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3]), losses
+
+
+def test_save_load_round_trip(tmp_path):
+    vocoder = MelVocoder(TINY).eval()
+    mel = torch.randn(1, 80, 12)
+    path = vocoder.save_pretrained(tmp_path / "voc")
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.safetensors"]
+    loaded = MelVocoder.from_pretrained(path)
+    with torch.no_grad():
+        assert torch.equal(loaded(mel), vocoder(mel))
+    with pytest.raises(BadConfigError, match="lacks"):
+        MelVocoder.from_pretrained(tmp_path)
+
+
+def test_recipe_runs_gan_steps_and_exports(tmp_path):
+    from voxtok.recipes.train_vocoder import train
+
+    wavs, data = tmp_path / "wav", tmp_path / "data"
+    data.mkdir()
+    utts = [f"s0_u{i}" for i in range(2)]
+    for i, utt in enumerate(utts):
+        save_audio(wavs / f"{utt}.wav", espeak_speech(f"Number {i + 1} is here.", "en-us", 24000, 0.6), 24000)
+    (data / "wav.scp").write_text("".join(f"{u} {wavs / (u + '.wav')}\n" for u in utts))
+    (data / "text").write_text("".join(f"{u} hello\n" for u in utts))
+    (data / "utt2spk").write_text("".join(f"{u} s0\n" for u in utts))
+    (data / "spk2utt").write_text(f"s0 {' '.join(utts)}\n")
+    exp = tmp_path / "exp"
+    small = ["tts.model.backbone.dim=16", "tts.model.backbone.intermediate_dim=32", "tts.model.backbone.num_layers=1",
+             "tts.discriminators.options.mpd.channels=4", "tts.discriminators.options.mpd.max_channels=8",
+             "tts.discriminators.options.mrd.channels=4", "tts.data.crop_seconds=0.2", "tts.data.batch_size=2",
+             "tts.data.valid_crop_seconds=0.3", "tts.optim.disc_start_step=1", "trainer.max_steps=2",
+             "trainer.val_every_n_steps=2", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=1",
+             "trainer.checkpoint_every_n_steps=2"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train_vocoder", overrides=[f"train_dir={data}", f"valid_dir={data}", f"exp_dir={exp}",
+                                                  f"hydra_dir={exp}/hydra", *small])
+    out = train(cfg)  # update 1 is mel-only, update 2 adversarial
+    ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(ckpt["state_dict"]["updates"]) == 2
+    vocoder = MelVocoder.from_pretrained(out)
+    state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+    assert all(torch.equal(vocoder.state_dict()[k], v) for k, v in state.items())
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        wrong = compose("train_vocoder", overrides=["tts=flow_tiny"])
+    with pytest.raises(BadConfigError, match="not a vocoder"):
+        train(wrong)

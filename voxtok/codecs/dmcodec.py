@@ -1,0 +1,238 @@
+"""DM-Codec: a SpeechTokenizer-style RVQ codec (16 kHz, 50 Hz) distilled from LM and speech teachers.
+
+SEANet encoder (bidirectional LSTM) -> residual VQ -> SEANet decoder (one-directional LSTM). A
+linear head per teacher maps the output of one RVQ layer (default RVQ-1) to the teacher's width;
+its distance to the teacher features is a training loss. With no `distill` block the same model
+is a plain RVQ codec (the ablation baseline).
+
+Config (the `model:` block of configs/codec/dmcodec_*.yaml, rvq_tiny.yaml):
+    sample_rate: 16000
+    encoder: SEANetEncoder kwargs (n_filters, dimension, ratios, lstm_layers, bidirectional, ...)
+    decoder: SEANetDecoder kwargs (n_filters, dimension, ratios must match the encoder's)
+    quantizer: {kind: rvq, n_q, codebook_size, quantizer_dropout, decay, kmeans_init,
+                dead_code_threshold, ..., warmup_steps}
+    distill:   {lm: {dim, layer: 1, frame_loss: d_axis}, sm: {dim, layer: 1, frame_loss: d_axis}}
+               (dim: the teacher's width; null = taken from the teacher stores by the recipe;
+               layer: 1-based RVQ layer; frame_loss: d_axis | t_axis | null = no frame-level loss)
+
+Training losses (unweighted; the trainer's `loss.aux` weights them): commit (mean over the RVQ
+layers used, as SpeechTokenizer), codebook, distill_lm, distill_sm.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from voxtok.codecs.base import Codec, register_codec
+from voxtok.codecs.distill import frame_loss
+from voxtok.codecs.distill_data import TEACHER_BATCH_KEYS
+from voxtok.codecs.modules.quantize import QuantizerOutput, ResidualVQ, build_quantizer
+from voxtok.codecs.modules.seanet import SEANetDecoder, SEANetEncoder, SkipLSTM
+from voxtok.codecs.wavtokenizer import GeneratorOutput, quantizer_stats
+from voxtok.data.dataset import length_mask
+from voxtok.errors import BadConfigError
+
+TEACHERS = ("lm", "sm")
+
+
+@dataclass(frozen=True)
+class DistillTarget:
+    """One teacher the codec is distilled from: its width, the 1-based RVQ layer whose output its
+    head reads, and the frame-level loss ("d_axis", "t_axis" or None for none)."""
+
+    name: str
+    dim: int
+    layer: int = 1
+    frame_loss: str | None = "d_axis"
+
+
+def parse_distill(block: dict[str, Any] | None, n_q: int) -> dict[str, DistillTarget]:
+    """The `distill:` config block -> {teacher name: DistillTarget}, validated."""
+    targets = {}
+    for name, spec in (block or {}).items():
+        if spec is None:
+            continue
+        if name not in TEACHERS:
+            raise BadConfigError(f"distill: unknown teacher '{name}' (choose from {list(TEACHERS)})")
+        spec = dict(spec)
+        unknown = set(spec) - {"dim", "layer", "frame_loss"}
+        if unknown:
+            raise BadConfigError(f"distill.{name}: unknown option(s) {sorted(unknown)}")
+        if spec.get("dim") is None:
+            raise BadConfigError(f"distill.{name}.dim is not set (give the teacher width, or teachers_dir "
+                                 "to the training recipe so it is read from the teacher stores)")
+        target = DistillTarget(name, int(spec["dim"]), int(spec.get("layer", 1)), spec.get("frame_loss", "d_axis"))
+        if not 1 <= target.layer <= n_q:
+            raise BadConfigError(f"distill.{name}.layer must be in 1..{n_q}, got {target.layer}")
+        if target.frame_loss not in (None, "d_axis", "t_axis"):
+            raise BadConfigError(f"distill.{name}.frame_loss must be d_axis, t_axis or null, got {target.frame_loss!r}")
+        targets[name] = target
+    return targets
+
+
+def run_lstm_packed(lstm: SkipLSTM, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """SkipLSTM over only the first frames[b] of each item of x [B, C, T] -> [B, C_out, T].
+
+    A bidirectional LSTM reads each sequence backwards from its last frame, so padding would
+    change every frame of a padded item; packing starts each item's backward pass at its own end.
+    Outputs past an item's end hold just the skip connection.
+    """
+    seq = x.transpose(1, 2)
+    steps = frames.detach().to("cpu").clamp(1, seq.shape[1])
+    packed = pack_padded_sequence(seq, steps, batch_first=True, enforce_sorted=False)
+    out, _ = lstm.lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=seq.shape[1])
+    skip = torch.cat([seq, seq], dim=-1) if lstm.bidirectional else seq  # as SkipLSTM.forward
+    return (out + skip).transpose(1, 2)
+
+
+def check_teacher_batch(teachers: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Refuse batch entries that are not teacher streams (a misspelt key would silently train
+    without its loss)."""
+    unknown = sorted(set(teachers) - TEACHER_BATCH_KEYS)
+    if unknown:
+        raise BadConfigError(f"training_forward got unknown batch entries {unknown}")
+    return teachers
+
+
+@register_codec("dmcodec")
+class DMCodec(Codec):
+    """SpeechTokenizer-style RVQ codec with optional LM / speech-model distillation heads."""
+
+    # The convolutions before the LSTM see ~2 frames to the right and the last conv 3 more;
+    # encoding with this many zero frames appended makes a valid frame's code independent of how
+    # much padding follows it in a batch (the LSTM itself is packed to each item's length).
+    RIGHT_CONTEXT_FRAMES = 6
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__(config)
+        cfg = copy.deepcopy(config)
+        self.sample_rate = int(cfg.get("sample_rate", 16000))
+        self.encoder = SEANetEncoder(**cfg["encoder"])
+        self.decoder = SEANetDecoder(**cfg["decoder"])
+        self.hop_length = self.encoder.hop_length
+        dim = self.encoder.dimension
+        if (self.decoder.dimension, self.decoder.hop_length) != (dim, self.hop_length):
+            raise BadConfigError(f"decoder (dimension {self.decoder.dimension}, hop {self.decoder.hop_length}) "
+                                 f"does not mirror the encoder (dimension {dim}, hop {self.hop_length})")
+        qcfg = dict(cfg["quantizer"])
+        if qcfg.pop("kind", "rvq") != "rvq":
+            raise BadConfigError("dmcodec needs an RVQ quantizer (quantizer.kind: rvq): distillation reads its layers")
+        self.quantizer_warmup_steps = int(qcfg.pop("warmup_steps", 0))
+        self.quantizer: ResidualVQ = build_quantizer("rvq", dim=dim, **qcfg)
+        self.n_q = self.quantizer.n_q
+        self.codebook_size = int(self.quantizer.codebook_size)
+        self.targets = parse_distill(cfg.get("distill"), self.n_q)
+        self.heads = nn.ModuleDict({name: nn.Linear(dim, t.dim) for name, t in self.targets.items()})
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DMCodec":
+        return cls(config)
+
+    @property
+    def teacher_streams(self) -> set[str]:
+        """Teacher streams (see codecs/distill_data.py) the training losses need."""
+        return {name for name, t in self.targets.items() if t.frame_loss}
+
+    # -- encoder side
+    def _pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
+        extra = (-wav.shape[-1]) % self.hop_length
+        return torch.nn.functional.pad(wav, (0, extra)) if extra else wav
+
+    def encode_latent(self, wav: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio [B, 1, T] -> latent [B, D, ceil(T / hop)]; with frames [B], the LSTM reads only
+        each item's first frames[b] frames."""
+        x = wav
+        for layer in self.encoder.model:
+            if isinstance(layer, SkipLSTM) and frames is not None and bool((frames < x.shape[-1]).any()):
+                x = run_lstm_packed(layer, x, frames)
+            else:
+                x = layer(x)
+        return x
+
+    def fuse(self, latent: torch.Tensor, teachers: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hook for codecs that mix teacher information into the latent [B, D, T'] before the
+        RVQ (FuseCodec); DM-Codec leaves it unchanged."""
+        return latent
+
+    # -- distillation
+    def project(self, q: QuantizerOutput, name: str) -> torch.Tensor | None:
+        """Head `name` on its RVQ layer's output -> [B, T', D_teacher], or None when quantizer
+        dropout used fewer layers than the head reads."""
+        target = self.targets[name]
+        if target.layer > len(q.layer_outputs):
+            return None
+        return self.heads[name](q.layer_outputs[target.layer - 1].transpose(1, 2))
+
+    @staticmethod
+    def teacher_frames(frames: torch.Tensor, teachers: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        """Frames valid for both the audio (frames [B]) and teacher `name` (its `<name>_lengths`)."""
+        given = teachers.get(f"{name}_lengths")
+        return frames if given is None else torch.minimum(frames, given.to(frames.device))
+
+    def teacher_losses(self, q: QuantizerOutput, teachers: dict[str, torch.Tensor],
+                       frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Frame-level distillation losses {"distill_<teacher>": scalar} for the teachers in the
+        batch (a batch without teachers, e.g. validation, gives none)."""
+        losses = {}
+        for name, target in self.targets.items():
+            if not target.frame_loss or name not in teachers:
+                continue
+            student = self.project(q, name)
+            if student is not None:
+                losses[f"distill_{name}"] = frame_loss(target.frame_loss, student, teachers[name],
+                                                       self.teacher_frames(frames, teachers, name))
+        return losses
+
+    # -- training
+    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, step: int = 0,
+                         **teachers: torch.Tensor) -> GeneratorOutput:
+        """Audio [B, 1, T] (+ teacher streams, see codecs/distill_data.py) -> reconstruction
+        [B, 1, T], unweighted losses {commit, codebook, distill_*} and codebook statistics.
+
+        For the first `quantizer.warmup_steps` updates the RVQ is bypassed (a plain autoencoder,
+        no distillation): k-means then initialises the codebooks on a latent that has spread out.
+        """
+        teachers = check_teacher_batch(teachers)
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long, device=wav.device)
+        frames = self.code_lengths(lengths.to(wav.device))
+        latent = self.fuse(self.encode_latent(self._pad_to_hop(wav), frames), teachers)
+        if step < self.quantizer_warmup_steps:
+            recon = self.decoder(latent)[..., : wav.shape[-1]]
+            zero = latent.new_zeros(())
+            return GeneratorOutput(recon, {"commit": zero, "codebook": zero}, {})
+        q = self.quantizer(latent, mask=length_mask(frames, latent.shape[-1]))
+        recon = self.decoder(q.quantized)[..., : wav.shape[-1]]
+        used = q.codes.shape[1]
+        losses = {"commit": q.commit_loss / used, "codebook": q.codebook_loss}
+        losses.update(self.teacher_losses(q, teachers, frames))
+        stats = {**quantizer_stats(q), "n_q_used": float(used)}
+        return GeneratorOutput(recon, losses, stats, q)
+
+    # -- the Codec API
+    def inference_latent(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio [B, 1, T] (lengths [B] samples, None = all T) -> latent [B, D, ceil(T / hop)] as
+        encode() quantizes it: valid frames do not depend on the padding that follows them."""
+        frames = -(-wav.shape[-1] // self.hop_length)
+        tail = frames * self.hop_length - wav.shape[-1] + self.RIGHT_CONTEXT_FRAMES * self.hop_length
+        valid = (torch.full((wav.shape[0],), frames, dtype=torch.long) if lengths is None
+                 else self.code_lengths(torch.as_tensor(lengths).reshape(-1).cpu()))
+        return self.encode_latent(torch.nn.functional.pad(wav, (0, tail)), valid)[..., :frames]
+
+    def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
+        return self.quantizer.encode(self.inference_latent(wav, lengths), n_q=n_q)
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.quantizer.decode(codes))
+
+
+# FuseCodec builds on this module; importing it here registers it wherever build_codec / load_codec
+# import the built-in codecs. (Bottom of the file: fusecodec imports the names defined above.)
+from voxtok.codecs import fusecodec as _fusecodec  # noqa: E402,F401

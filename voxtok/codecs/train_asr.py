@@ -1,0 +1,111 @@
+"""CTC training of a recognizer with a tokenizer inside (the S3 tokenizer) in Lightning.
+
+The model is any nn.Module with
+    training_losses(wav [B, 1, T], lengths [B], targets [B, N], target_lengths [B], step) ->
+        (unweighted losses by name, stats floats)
+    transcribe(wav, lengths) -> list[str] and a `vocab` with `normalize(text)`;
+the `loss` block of the codec config weights the losses, `optim` sets AdamW with linear warmup +
+cosine decay and the gradient-norm clip. Validation logs the CTC loss and the greedy CER / WER.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from voxtok.codecs.train import build_trainer, warmup_cosine
+from voxtok.errors import BadConfigError
+
+DEFAULT_LOSS_WEIGHTS = {"ctc": 1.0, "commit": 0.25, "codebook": 1.0}
+
+
+class CTCModule(L.LightningModule):
+    """Trains `model` by weighted `training_losses`; one optimiser step per batch.
+
+    `cfg` is the codec config (blocks: optim, loss); `max_steps` is the number of updates the
+    cosine schedule spans.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: dict[str, Any], max_steps: int):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.max_updates = max_steps
+        weights = {**DEFAULT_LOSS_WEIGHTS, **(cfg.get("loss") or {})}
+        self.loss_weights = {name: float(w) for name, w in weights.items()}
+        # Counts updates for the quantizer warm-up and ProgressLog; saved in checkpoints.
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._val_refs: list[str] = []
+        self._val_hyps: list[str] = []
+        self._val_ctc: list[float] = []
+
+    def configure_optimizers(self):
+        o = self.cfg["optim"]
+        opt = torch.optim.AdamW(self.model.parameters(), lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.98))),
+                                weight_decay=float(o.get("weight_decay", 0.0)))
+        schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return [opt], [{"scheduler": sched, "interval": "step"}]
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # The clip lives in the model config (it is part of the recipe), not in the trainer config.
+        self.clip_gradients(optimizer, gradient_clip_val=float(self.cfg["optim"].get("grad_clip", 5.0)),
+                            gradient_clip_algorithm="norm")
+
+    def _weighted(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        unknown = set(losses) - set(self.loss_weights)
+        if unknown:
+            raise BadConfigError(f"no weight for losses {sorted(unknown)} in the config's loss block")
+        return sum(self.loss_weights[name] * value for name, value in losses.items())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses, stats = self.model.training_losses(batch["wav"], batch["lengths"], batch["targets"],
+                                                   batch["target_lengths"], step=int(self.updates))
+        loss = self._weighted(losses)
+        self.updates += 1
+        size = batch["wav"].shape[0]
+        logs = {f"train/{name}": float(value.detach()) for name, value in losses.items()}
+        logs.update({f"train/{name}": value for name, value in stats.items()})
+        logs["train/loss"] = float(loss.detach())
+        logs["train/lr"] = self.lr_schedulers().get_last_lr()[0]
+        self.log_dict(logs, batch_size=size)
+        self.log("ctc", logs["train/ctc"], prog_bar=True, logger=False, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        size = batch["wav"].shape[0]
+        losses, _ = self.model.training_losses(batch["wav"], batch["lengths"], batch["targets"], batch["target_lengths"],
+                                               step=int(self.updates))
+        self.log("val/ctc", losses["ctc"], prog_bar=True, sync_dist=True, batch_size=size)
+        self._val_ctc += [float(losses["ctc"])] * size
+        hyps = self.model.transcribe(batch["wav"], batch["lengths"])
+        self._val_refs += [self.model.vocab.normalize(t) for t in batch["texts"]]
+        self._val_hyps += hyps
+
+    def on_validation_epoch_end(self) -> None:
+        import jiwer
+
+        if not self._val_refs:
+            return
+        cer, wer = jiwer.cer(self._val_refs, self._val_hyps), jiwer.wer(self._val_refs, self._val_hyps)
+        # Each rank scores its own share; the mean over ranks is close enough for monitoring.
+        self.log_dict({"val/cer": cer, "val/wer": wer}, sync_dist=True)
+        if self.trainer.is_global_zero:
+            print(f"validation after {int(self.updates)} updates: ctc={sum(self._val_ctc) / len(self._val_ctc):.3f} "
+                  f"cer={cer:.3f} wer={wer:.3f} | ref: {self._val_refs[0]!r} | hyp: {self._val_hyps[0]!r}", flush=True)
+        self._val_refs, self._val_hyps, self._val_ctc = [], [], []
+
+
+def build_ctc_trainer(tcfg: dict[str, Any], exp_dir: str | Path) -> L.Trainer:
+    """`build_trainer` for a module taking one optimiser step per update.
+
+    build_trainer counts two optimiser steps per update (generator + discriminator), so its step
+    limits are set back to the configured numbers of updates here.
+    """
+    trainer = build_trainer(tcfg, exp_dir)
+    trainer.fit_loop.epoch_loop.max_steps = int(tcfg["max_steps"])
+    trainer.checkpoint_callback._every_n_train_steps = int(tcfg["checkpoint_every_n_steps"])
+    return trainer

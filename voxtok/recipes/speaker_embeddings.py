@@ -1,0 +1,26 @@
+"""Speaker embeddings (resemblyzer d-vectors) for a data dir: the TTS conditioning stage.
+
+Example:
+    python -m voxtok.recipes.speaker_embeddings data_dir=data/train out_dir=dump/spk/train nj=2
+
+Writes <out_dir>/utt2embedding and <out_dir>/spk2embedding (shard stores of float32 [256]); see
+`voxtok.tts.speaker`. A killed run resumes: utterances already stored are skipped.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from voxtok.recipes import recipe_main
+
+
+@recipe_main("speaker_embeddings")
+def main(cfg: DictConfig) -> None:
+    from voxtok.tts.speaker import compute_embeddings
+
+    compute_embeddings(cfg.data_dir, cfg.out_dir, nj=int(cfg.nj), batch_size=int(cfg.batch_size),
+                       device=str(cfg.device))
+
+
+if __name__ == "__main__":
+    main()

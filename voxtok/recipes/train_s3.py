@@ -1,0 +1,76 @@
+"""Train a supervised semantic tokenizer (S3: CTC recognizer with a quantizer inside) on Kaldi
+data dirs with transcripts; resumes from exp_dir/checkpoints/last.ckpt.
+
+Example:
+    python -m voxtok.recipes.train_s3 codec=s3_tiny train_dir=data/train valid_dir=data/dev \
+        exp_dir=exp/mini/s3 trainer.max_steps=4000 trainer.max_time=00:00:20:00
+
+The trained tokenizer is exported to exp_dir/model (config.yaml with the character vocabulary +
+model.safetensors + metadata.json), loadable with `voxtok.codecs.base.load_codec`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from voxtok.codecs.base import build_codec
+from voxtok.codecs.train import check_trainer_config, last_checkpoint
+from voxtok.codecs.train_asr import CTCModule, build_ctc_trainer
+from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
+from voxtok.errors import BadConfigError
+from voxtok.recipes import recipe_main
+
+
+def make_loaders(cfg: dict, model) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training utterances and fixed validation utterances with character targets."""
+    data = cfg["codec"]["data"]
+    max_seconds = data.get("max_seconds")
+    train = TranscribedAudioDataset(cfg["train_dir"], model.sample_rate, model.vocab, max_seconds=max_seconds)
+    valid = TranscribedAudioDataset(cfg["valid_dir"], model.sample_rate, model.vocab, max_seconds=max_seconds)
+    if train.skipped:
+        print(f"left out {len(train.skipped)} training utterance(s) longer than {max_seconds} s")
+    batch_size = int(data["batch_size"])
+    if len(train) < batch_size:
+        raise BadConfigError(f"{cfg['train_dir']} has {len(train)} usable utterances, fewer than one batch of {batch_size}")
+    workers = int(data.get("num_workers", 0))
+    kw = dict(collate_fn=collate_transcribed, num_workers=workers, persistent_workers=workers > 0)
+    return (DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, **kw),
+            DataLoader(valid, batch_size=batch_size, shuffle=False, **kw))
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) and export the tokenizer; returns the exported model folder."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    tcfg, ccfg = plain["trainer"], plain["codec"]
+    check_trainer_config(tcfg)
+    L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
+    model = build_codec(ccfg["name"], ccfg["model"])
+    if not hasattr(model, "training_losses"):
+        raise BadConfigError(f"codec '{ccfg['name']}' is not a CTC-trained tokenizer (use train_codec)")
+    module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]))
+    train_loader, valid_loader = make_loaders(plain, model)
+    exp_dir = Path(plain["exp_dir"])
+    trainer = build_ctc_trainer(tcfg, exp_dir)
+    trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
+    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
+        # Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; the recipe must not
+        # mistake that for a finished stage. last.ckpt is there, so a re-run resumes.
+        raise SystemExit(f"training interrupted after {int(module.updates)} updates; re-run to resume")
+    out = exp_dir / "model"
+    if trainer.is_global_zero:
+        model.save_pretrained(out)
+        print(f"exported {ccfg['name']} after {int(module.updates)} updates to {out}")
+    return out
+
+
+@recipe_main("train_s3")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

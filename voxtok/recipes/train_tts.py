@@ -1,0 +1,147 @@
+"""Train a TTS model (text-to-token LLM, flow decoder, ...) on a Kaldi data dir plus speech-token
+and speaker-embedding stores; resumes from exp_dir/checkpoints/last.ckpt.
+
+Example:
+    python -m voxtok.recipes.train_tts tts=llm_tiny data_dir=data token_dir=dump/tokens/s3 \
+        embedding_dir=dump/spk exp_dir=exp/mini/llm trainer.max_steps=3000
+
+`tts=<x>` selects configs/tts/<x>.yaml; its `name:` picks the model from the TTS registry.
+Inputs per split (train_split, valid_split): <data_dir>/<split> (text, utt2spk, wav.scp),
+<token_dir>/<split> (a store from voxtok.recipes.tokenize), <embedding_dir>/<split> (speaker
+embeddings). The vocabulary sizes and the tokenizer's name and frame rate are taken from the
+frontend and the token store, overriding the YAML. The trained model is exported to
+exp_dir/model (config.yaml with the frontend and token metadata + model.safetensors), loadable
+with `voxtok.tts.train.load_tts_model`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from voxtok.codecs.train import build_trainer, check_trainer_config, last_checkpoint
+from voxtok.data.dataset import LengthBucketSampler
+from voxtok.data.shards import ShardStore
+from voxtok.errors import BadConfigError
+from voxtok.recipes import recipe_main
+from voxtok.tts.dataset import TTSDataset, collate_tts
+from voxtok.tts.frontend import TextFrontend
+from voxtok.tts.train import TTSModule, build_tts_model, save_tts_model
+
+# Token-store metadata worth keeping with the model: synthesis must decode with the same tokenizer.
+TOKEN_META_KEYS = ("codec", "checkpoint_hash", "sample_rate", "frame_rate", "n_q", "codebook_size")
+
+
+def complete_model_config(model_cfg: dict[str, Any], frontend: TextFrontend,
+                          token_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Fill the data-dependent keys a model config declares (any value, null included).
+
+    text_vocab_size <- the frontend; speech_vocab_size / vocab_size <- the store's codebook
+    size; token_rate <- its frame rate; tokenizer <- {name, frame_rate, checkpoint_hash}.
+    """
+    cfg = dict(model_cfg)
+    if "text_vocab_size" in cfg:
+        cfg["text_vocab_size"] = frontend.vocab_size
+    if token_meta:
+        for key in ("speech_vocab_size", "vocab_size"):
+            if key in cfg:
+                cfg[key] = int(token_meta["codebook_size"])
+        if "token_rate" in cfg:
+            cfg["token_rate"] = float(token_meta["frame_rate"])
+        if "tokenizer" in cfg:
+            cfg["tokenizer"] = {"name": token_meta["codec"], "frame_rate": float(token_meta["frame_rate"]),
+                                "checkpoint_hash": token_meta.get("checkpoint_hash", "")}
+    return cfg
+
+
+def mel_setting(tts: dict[str, Any]) -> Any:
+    """The dataset's mel config: data.mel, else the model's own mel / mel_preset key, else None."""
+    data = tts.get("data") or {}
+    if data.get("mel") is not None:
+        return data["mel"]
+    model = tts.get("model") or {}
+    return model.get("mel") or model.get("mel_preset")
+
+
+def make_dataset(plain: dict[str, Any], split: str, frontend: TextFrontend) -> TTSDataset:
+    """TTSDataset of one split with the stores the TTS config asks for."""
+    data = plain["tts"].get("data") or {}
+    tokens = embeddings = None
+    if data.get("tokens", True):
+        if not plain.get("token_dir"):
+            raise BadConfigError(f"tts '{plain['tts']['name']}' trains on speech tokens: set token_dir")
+        tokens = Path(plain["token_dir"]) / split
+    if data.get("embeddings", True):
+        if not plain.get("embedding_dir"):
+            raise BadConfigError(f"tts '{plain['tts']['name']}' uses speaker embeddings: set embedding_dir")
+        embeddings = Path(plain["embedding_dir"]) / split
+    dataset = TTSDataset(Path(plain["data_dir"]) / split, frontend, token_store=tokens, embeddings_dir=embeddings,
+                         mel_config=mel_setting(plain["tts"]), max_seconds=data.get("max_seconds", 30.0),
+                         skip_bad=bool(data.get("skip_bad", False)))
+    if dataset.skipped:
+        print(f"{split}: skipped {len(dataset.skipped)} unusable utterance(s), e.g. "
+              f"{next(iter(dataset.skipped.items()))}")
+    return dataset
+
+
+def make_loader(dataset: TTSDataset, data: dict[str, Any], train: bool, seed: int) -> DataLoader:
+    """Length-bucketed batches when data.max_tokens_per_batch is set, else fixed batch_size."""
+    workers = int(data.get("num_workers", 0))
+    kw = dict(collate_fn=collate_tts, num_workers=workers, persistent_workers=workers > 0)
+    if data.get("max_tokens_per_batch"):
+        sampler = LengthBucketSampler(dataset.lengths(), int(data["max_tokens_per_batch"]), shuffle=train, seed=seed)
+        return DataLoader(dataset, batch_sampler=sampler, **kw)
+    size = int(data.get("batch_size", 16))
+    return DataLoader(dataset, batch_size=size, shuffle=train, drop_last=train and len(dataset) > size, **kw)
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) and export the TTS model; returns the exported model folder."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    tcfg, tts = plain["trainer"], plain["tts"]
+    check_trainer_config(tcfg)
+    for key in ("name", "model", "optim"):
+        if key not in tts:
+            raise BadConfigError(f"tts config lacks '{key}'")
+    seed = int(tcfg.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
+    frontend = TextFrontend(**(tts.get("frontend") or {"kind": "char"}))
+    data = tts.get("data") or {}
+    train_set = make_dataset(plain, plain["train_split"], frontend)
+    valid_set = make_dataset(plain, plain["valid_split"], frontend)
+    token_meta = None
+    if train_set.tokens is not None:
+        token_meta = {k: train_set.tokens.meta[k] for k in TOKEN_META_KEYS if k in train_set.tokens.meta}
+        if valid_set.tokens.meta.get("checkpoint_hash") != token_meta.get("checkpoint_hash"):
+            raise BadConfigError("train and valid token stores were made by different tokenizer checkpoints",
+                                 valid_set.tokens.root)
+    model_cfg = complete_model_config(tts["model"], frontend, token_meta)
+    model = build_tts_model(tts["name"], model_cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid utterances")
+    module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]))
+    exp_dir = Path(plain["exp_dir"])
+    trainer = build_trainer(tcfg, exp_dir, steps_per_update=1)
+    trainer.fit(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
+                ckpt_path=last_checkpoint(exp_dir))
+    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
+        # Lightning returns normally after SIGTERM/Ctrl-C: the stage must not look finished.
+        raise SystemExit(f"training interrupted after {trainer.global_step} updates; re-run to resume")
+    out = exp_dir / "model"
+    if trainer.is_global_zero:
+        save_tts_model(out, model, extra={"frontend": frontend.to_dict(), "tokens": token_meta})
+        print(f"exported {tts['name']} after {trainer.global_step} updates to {out}")
+    return out
+
+
+@recipe_main("train_tts")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""CosyVoice-style text-to-speech: text frontend, speaker embeddings, LLM, flow matching and vocoder."""
