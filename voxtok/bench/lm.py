@@ -49,10 +49,10 @@ class LMConfig:
     dim: int = 128
     layers: int = 3
     heads: int = 4
-    context: int = 256  # frames per training window / scoring chunk
+    context: int = 200  # frames per training window / scoring chunk
     dropout: float = 0.1
-    steps: int = 800
-    batch_size: int = 16
+    steps: int = 600
+    batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
 
@@ -156,7 +156,7 @@ def train_lm(train: Sequence[np.ndarray], n_q: int, codebook_size: int, cfg: LMC
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return model, float(np.mean(losses[-max(1, len(losses) // 10):]))
 

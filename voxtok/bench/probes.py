@@ -43,8 +43,8 @@ class ProbeConfig:
     lstm_layers: int = 2
     conv_channels: int = 128  # speaker probe
     dropout: float = 0.1
-    asr_steps: int = 1000
-    speaker_steps: int = 500
+    asr_steps: int = 600
+    speaker_steps: int = 400
     batch_size: int = 8
     lr: float = 1e-3
     min_ctc_rate: float = 50.0  # frames/s the CTC head sees at least
@@ -241,7 +241,7 @@ def train_asr_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[tupl
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update()
     model.eval()
     hyps = []
@@ -301,7 +301,7 @@ def train_speaker_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update()
     model.eval()
     correct = 0

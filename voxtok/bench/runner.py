@@ -444,7 +444,7 @@ def reference_transcripts(data, utts: Sequence[str], fp: str, cfg: BenchConfig) 
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
             return stored["hyps"]
-    asr = WhisperASR(cpu_threads=cfg.threads or (os.cpu_count() or 1))
+    asr = WhisperASR(cpu_threads=_threads(cfg))
     hyps = {utt: asr.transcribe_one(load_utterance(data, utt, cfg.eval_sample_rate), cfg.eval_sample_rate)
             for utt in tqdm(utts, desc="Whisper on the original audio", leave=False,
                             disable=not progress_enabled(cfg), mininterval=2.0)}

@@ -2,8 +2,9 @@
 
 Every loss takes a student [B, T, D] (a projection of an RVQ layer's output), a teacher of the
 matching shape and `lengths` [B] (valid frames per item; padding never counts), and returns a
-scalar. The teacher's shape is checked, never broadcast: the public DM-Codec code saved teacher
-features as [1, T, D] and silently compared a whole batch against one utterance's teacher.
+scalar, computed in float32 whatever the inputs' precision. The teacher's shape is checked,
+never broadcast: the public DM-Codec code saved teacher features as [1, T, D] and silently
+compared a whole batch against one utterance's teacher.
 
 Losses (c = cosine similarity, all bounded below by -log sigmoid(1) ~ 0.3133 when c = 1):
     d_axis_loss          -mean_{b, d} log sigmoid(c(S[b, :, d], T[b, :, d]))   cosine along TIME
@@ -29,6 +30,7 @@ class TeacherShapeError(VoxTokError):
 
 
 def _check_student(student: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Refuse a student that is not [B, T, D] or lengths that are not [B]."""
     if student.dim() != 3:
         raise TeacherShapeError(f"student features must be [B, T, D], got {tuple(student.shape)}")
     if lengths.shape != (student.shape[0],):
@@ -69,8 +71,9 @@ def d_axis_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Ten
     """
     _check_student(student, lengths)
     _check_same(student, teacher, "d_axis")
+    student, teacher = student.float(), teacher.float()  # sums over time: half precision would lose them
     mask = _frame_mask(student, lengths).unsqueeze(-1).to(student.dtype)  # [B, T, 1]
-    s, t = student * mask, teacher.to(student.dtype) * mask
+    s, t = student * mask, teacher * mask
     dot = (s * t).sum(1)  # [B, D]
     norm = s.norm(dim=1).clamp_min(EPS) * t.norm(dim=1).clamp_min(EPS)
     loss = _neg_log_sigmoid(dot / norm)  # [B, D]
@@ -84,7 +87,7 @@ def t_axis_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Ten
     both averaged over the valid frames. student, teacher: [B, T, D]; lengths: [B] frames."""
     _check_student(student, lengths)
     _check_same(student, teacher, "t_axis")
-    teacher = teacher.to(student.dtype)
+    student, teacher = student.float(), teacher.float()
     mask = _frame_mask(student, lengths)  # [B, T]
     l1 = _masked_mean((student - teacher).abs(), mask.unsqueeze(-1).expand_as(student))
     cos = F.cosine_similarity(student, teacher, dim=-1, eps=EPS)  # [B, T]
@@ -146,7 +149,8 @@ def windowed_token_loss(student: torch.Tensor, tokens: torch.Tensor, spans: torc
     if window < 0:
         raise BadConfigError(f"windowed token loss: window must be >= 0, got {window}")
     device = student.device
-    cos = torch.einsum("bnd,btd->bnt", F.normalize(tokens.to(student.dtype), dim=-1, eps=EPS),
+    student = student.float()
+    cos = torch.einsum("bnd,btd->bnt", F.normalize(tokens.float(), dim=-1, eps=EPS),
                        F.normalize(student, dim=-1, eps=EPS))  # [B, N, T]
     t = torch.arange(frames, device=device)[None, None, :]
     spans = spans.to(device).long()

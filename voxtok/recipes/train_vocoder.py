@@ -28,7 +28,8 @@ def train(cfg: DictConfig) -> Path:
     plain = OmegaConf.to_container(cfg, resolve=True)
     tcfg, vcfg = plain["trainer"], plain["tts"]
     if vcfg.get("name") != "mel_vocoder":
-        raise BadConfigError(f"tts={vcfg.get('name')} is not a vocoder config (choose tts=vocoder_tiny or vocoder_paper)")
+        raise BadConfigError(f"tts={vcfg.get('name')} is not a vocoder config "
+                             "(choose tts=vocoder_tiny or tts=vocoder_paper)")
     check_trainer_config(tcfg)
     L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
     vocoder = MelVocoder.from_config(vcfg["model"])

@@ -221,7 +221,8 @@ class FlowDecoder(nn.Module):
         self.mel_rate = self.mel_config.sample_rate / self.mel_config.hop_length
         self.cfm = dict(cfg["cfm"])
         if self.cfm["train_t_scheduler"] not in ("uniform", "cosine"):
-            raise BadConfigError(f"cfm.train_t_scheduler must be uniform or cosine, got '{self.cfm['train_t_scheduler']}'")
+            raise BadConfigError(f"cfm.train_t_scheduler must be uniform or cosine, "
+                                 f"got '{self.cfm['train_t_scheduler']}'")
         self.inference_defaults = dict(cfg["inference"])
         self.streaming = dict(cfg["streaming"])
 
@@ -291,7 +292,8 @@ class FlowDecoder(nn.Module):
 
     def _check_spk(self, spk_emb: torch.Tensor, batch: int) -> None:
         if not isinstance(spk_emb, torch.Tensor) or tuple(spk_emb.shape) != (batch, self.spk_dim):
-            raise VoxTokError(f"speaker embedding must be [{batch}, {self.spk_dim}], got {tuple(getattr(spk_emb, 'shape', ()))}")
+            shape = tuple(getattr(spk_emb, "shape", ()))
+            raise VoxTokError(f"speaker embedding must be [{batch}, {self.spk_dim}], got {shape}")
 
     # ------------------------------------------------------------------ training
 
@@ -303,6 +305,9 @@ class FlowDecoder(nn.Module):
         Returns (scalar loss, {"loss", "prompt_frames", "cfg_dropped"} floats); prompt_frames is
         the fraction of valid frames given as prompt, cfg_dropped the fraction of unconditioned items.
         """
+        missing = [k for k in ("speech_tokens", "mel", "spk_emb") if k not in batch]
+        if missing:
+            raise VoxTokError(f"flow training batch lacks {missing} (has {sorted(batch)})")
         tokens, mel, spk_emb = batch["speech_tokens"], batch["mel"], batch["spk_emb"]
         token_lengths = self._check_tokens(tokens, batch.get("token_lengths"), "speech tokens")
         self._check_mel(mel, tokens.shape[0], "mel")

@@ -94,7 +94,8 @@ def merge_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
                 raise BadConfigError(f"flowomni config '{key}' must be a mapping")
             unknown = set(value) - set(merged[key])
             if unknown:
-                raise BadConfigError(f"unknown flowomni {key} option(s) {sorted(unknown)} (known: {sorted(merged[key])})")
+                raise BadConfigError(f"unknown flowomni {key} option(s) {sorted(unknown)} "
+                                     f"(known: {sorted(merged[key])})")
             merged[key].update(value)
         elif value is not None:
             merged[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
@@ -245,7 +246,8 @@ def right_align(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.where((src >= 0)[..., None], picked, torch.zeros_like(picked))
 
 
-def frames_to_steps(frames: torch.Tensor, lengths: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def frames_to_steps(frames: torch.Tensor, lengths: torch.Tensor,
+                    r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Group frames [B, T, n_mels] into steps of r frames -> (steps [B, S, r*n_mels],
     step_lengths [B] = ceil(lengths / r), frame_mask [B, S, r*n_mels]: 1 on real frames).
 
@@ -340,7 +342,8 @@ class FlowOmniTTS(nn.Module):
         self.text_vocab_size = int(cfg["text_vocab_size"])
         self.spk_dim = int(cfg["spk_dim"])
         if self.text_vocab_size < 1 or self.spk_dim < 1:
-            raise BadConfigError(f"text_vocab_size and spk_dim must be >= 1 (got {self.text_vocab_size}, {self.spk_dim})")
+            raise BadConfigError(f"text_vocab_size and spk_dim must be >= 1 "
+                                 f"(got {self.text_vocab_size}, {self.spk_dim})")
         if not 0 <= float(cfg["min_frame_text_ratio"]) <= float(cfg["max_frame_text_ratio"]) or \
                 float(cfg["max_frame_text_ratio"]) <= 0:
             raise BadConfigError("frame/text ratios must satisfy 0 <= min <= max, max > 0 (got "
@@ -432,7 +435,8 @@ class FlowOmniTTS(nn.Module):
             if spk.shape[0] != batch:
                 raise BadConfigError(f"{spk.shape[0]} speaker embeddings for a batch of {batch}")
             segments.append((spk, ones))
-        segments.append((self.text_embedding(text_ids), text_lengths))
+        safe = text_ids.clamp(0, self.text_vocab_size - 1)  # padding may hold anything
+        segments.append((self.text_embedding(safe), text_lengths))
         segments.append((self.start_embedding.expand(batch, 1, -1), ones))
         return segments
 
@@ -519,7 +523,8 @@ class FlowOmniTTS(nn.Module):
 
     @torch.inference_mode()
     def synthesize(self, text_ids, text_lengths: torch.Tensor | None = None, prompt_text_ids=None,
-                   prompt_mel=None, prompt_mel_lengths: torch.Tensor | None = None,
+                   prompt_text_lengths: torch.Tensor | None = None, prompt_mel=None,
+                   prompt_mel_lengths: torch.Tensor | None = None,
                    spk_emb: torch.Tensor | None = None, n_steps: int | None = None,
                    temperature: float | None = None, seed: int | Sequence[int] | None = 0,
                    max_frames: int | None = None, t_schedule: str | None = None,
@@ -527,8 +532,8 @@ class FlowOmniTTS(nn.Module):
         """Log mels for a batch of texts: KV-cached autoregression, an Euler ODE per step.
 
         text_ids: [L], [B, L] (+ text_lengths [B]) or a list of 1-D id tensors.
-        prompt_text_ids: the prompt's transcript, same forms (one for all or one per item);
-            it is prepended to each text. Needs prompt_mel.
+        prompt_text_ids (+ prompt_text_lengths): the prompt's transcript, same forms, one for the
+            whole batch or one per item; it is prepended to each text. Needs prompt_mel.
         prompt_mel: log mel of the prompt audio (this model's mel front end): [n_mels, T],
             [B or 1, n_mels, T] (+ prompt_mel_lengths [B]) or a list; fed before the generated frames.
         spk_emb: [B or 1, spk_dim] speaker embedding (required when use_spk_emb).
@@ -554,17 +559,19 @@ class FlowOmniTTS(nn.Module):
             raise BadConfigError(f"max_frames must be >= 1, got {max_frames}")
 
         texts = _id_items(text_ids, text_lengths, "text_ids")
-        batch, device, dtype = len(texts), self.device, self.frame_proj.weight.dtype
+        batch, device = len(texts), self.device
         if batch == 0:
             raise BadTextError("no text to synthesize (empty batch)")
         if any(len(t) == 0 for t in texts):
             raise BadTextError("empty text: nothing to synthesize")
         if prompt_text_ids is not None and prompt_mel is None:
             raise BadAudioError("a prompt text needs its prompt mel (the audio it transcribes)")
-        prompts = (_broadcast(_id_items(prompt_text_ids, None, "prompt_text_ids"), batch, "prompt_text_ids")
+        prompts = (_broadcast(_id_items(prompt_text_ids, prompt_text_lengths, "prompt_text_ids"), batch,
+                              "prompt_text_ids")
                    if prompt_text_ids is not None else [t[:0] for t in texts])
         if spk_emb is not None:
             spk_emb = torch.as_tensor(spk_emb)
+            spk_emb = spk_emb[None] if spk_emb.dim() == 1 else spk_emb
             spk_emb = spk_emb.expand(batch, -1) if spk_emb.dim() == 2 and spk_emb.shape[0] == 1 else spk_emb
         if seed is None:
             seeds = torch.randint(0, 2 ** 62, (batch,)).tolist()
@@ -582,20 +589,39 @@ class FlowOmniTTS(nn.Module):
         min_steps = torch.ceil(text_len * float(self.config["min_frame_text_ratio"]) / self.r).long()
         min_steps = torch.minimum(min_steps.clamp(min=1), max_steps)
 
-        full_text, full_lengths = _pad([torch.cat([p, t]) for p, t in zip(prompts, texts)], device)
-        segments = self.prefix_segments(full_text, full_lengths, spk_emb)
-        if prompt_mel is not None:
-            prompt_steps, prompt_counts = self._prompt_steps(prompt_mel, prompt_mel_lengths, batch)
-            segments.append((self.frame_proj(prompt_steps), prompt_counts))
-        embeds, totals, _ = pack_segments(segments)
+        was_training = self.training
+        self.eval()  # no dropout while decoding, even when called from a training loop
+        try:
+            full_text, full_lengths = _pad([torch.cat([p, t]) for p, t in zip(prompts, texts)], device)
+            segments = self.prefix_segments(full_text, full_lengths, spk_emb)
+            if prompt_mel is not None:
+                prompt_steps, prompt_counts = self._prompt_steps(prompt_mel, prompt_mel_lengths, batch)
+                segments.append((self.frame_proj(prompt_steps), prompt_counts))
+            embeds, totals, _ = pack_segments(segments)
+            steps, produced = self._decode(embeds, totals, min_steps, max_steps, seeds, n_steps, schedule,
+                                           temperature, threshold)
+        finally:
+            self.train(was_training)
+        frames = self.denormalize_mel(steps_to_frames(steps, self.r, self.n_mels))
+        lengths = produced * self.r
+        keep = length_mask(lengths, frames.shape[1])[..., None]
+        frames = torch.where(keep, frames, torch.full_like(frames, self.silence))
+        return frames.transpose(1, 2).contiguous(), lengths
 
+    def _decode(self, embeds: torch.Tensor, totals: torch.Tensor, min_steps: torch.Tensor, max_steps: torch.Tensor,
+                seeds: list[int], n_steps: int, schedule: str, temperature: float,
+                threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """KV-cached generation after right-padded prefixes embeds [B, N, width] (lengths totals [B]).
+
+        Returns (steps [B, S, r * n_mels] in model space, steps produced per item [B]).
+        """
+        batch, device, dtype = embeds.shape[0], embeds.device, embeds.dtype
         # Left-pad the prefixes: every item's next step then lands in the same KV-cache column.
         width = embeds.shape[1]
         cols = torch.arange(width, device=device)[None] - (width - totals)[:, None]
         mask = cols >= 0
-        left = right_align(embeds, totals)
-        out = self.backbone(inputs_embeds=left, attention_mask=mask.long(), position_ids=cols.clamp(min=0),
-                            use_cache=True)
+        out = self.backbone(inputs_embeds=right_align(embeds, totals), attention_mask=mask.long(),
+                            position_ids=cols.clamp(min=0), use_cache=True)
         cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
         next_pos = totals.clone()
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -623,13 +649,8 @@ class FlowOmniTTS(nn.Module):
                                 position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
             cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
             next_pos = next_pos + 1
-
         steps = torch.stack(outputs, dim=1) if outputs else embeds.new_zeros(batch, 0, self.step_dim)
-        frames = self.denormalize_mel(steps_to_frames(steps, self.r, self.n_mels))
-        lengths = produced * self.r
-        keep = length_mask(lengths, frames.shape[1])[..., None]
-        frames = torch.where(keep, frames, torch.full_like(frames, self.silence))
-        return frames.transpose(1, 2).contiguous(), lengths
+        return steps, produced
 
 
 def state_targets(prefix_lengths: torch.Tensor, step_lengths: torch.Tensor, size: int) -> torch.Tensor:

@@ -74,7 +74,7 @@ class SpeakerEncoder:
         """[T] / [1, T] audio at `sr` -> preprocessed float32 [T'] at 16 kHz, or BadAudioError."""
         from resemblyzer import preprocess_wav
 
-        x = wav.detach().cpu().float() if isinstance(wav, torch.Tensor) else torch.as_tensor(np.asarray(wav, np.float32))
+        x = torch.as_tensor(wav.detach().cpu() if isinstance(wav, torch.Tensor) else np.asarray(wav)).float()
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
         if x.dim() != 1:
@@ -151,7 +151,8 @@ def _embed_share(data_dir: str, out_dir: str, rank: int, nj: int, batch_size: in
             for utt in todo[start:start + batch_size]:
                 try:
                     wav = load_utterance(data, utt, SAMPLE_RATE)
-                    batch.append((utt, encoder.prepare(wav, SAMPLE_RATE, data.wav_scp.get(data.recording_of(utt), utt))))
+                    name = data.wav_scp.get(data.recording_of(utt), utt)
+                    batch.append((utt, encoder.prepare(wav, SAMPLE_RATE, name)))
                 except BadAudioError as err:
                     failed[utt] = str(err)
             if batch:

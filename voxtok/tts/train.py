@@ -24,7 +24,7 @@ from voxtok.codecs.train import warmup_cosine
 from voxtok.errors import BadConfigError
 
 TTS_REGISTRY: dict[str, type[torch.nn.Module]] = {}
-_BUILTIN_MODULES = ("llm", "flow", "flowomni")
+_BUILTIN_MODULES = ("llm", "flow", "flowomni", "vocoder")
 
 
 def register_tts_model(name: str):

@@ -91,7 +91,8 @@ class MelVocoder(nn.Module):
             raise BadConfigError(f"vocoder expects a log mel [B, {self.n_mels}, T'], got {tuple(mel.shape)}")
         return self.head(self.backbone(mel))
 
-    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, step: int = 0) -> GeneratorOutput:
+    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                         step: int = 0) -> GeneratorOutput:
         """Audio [B, 1, T] -> mel -> resynthesis [B, 1, T] (the GAN loop's generator call).
 
         The signal is zero-padded to whole hops first so every sample is covered by a frame;

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ./path.sh
+# Output goes to log files: one progress line every few updates instead of a redrawn bar.
+export VOXTOK_PROGRESS=${VOXTOK_PROGRESS:-0}
 
 stage=1              # 1 train, 2 evaluate, 3 summary table
 stop_stage=3
