@@ -21,7 +21,7 @@ Config (the `model:` block of configs/tts/flow_*.yaml):
     mel: a MelConfig preset name ("cosyvoice") or a mapping of MelConfig fields
     spk_dim: speaker embedding size (256: resemblyzer d-vectors)
     embed_dim: token embedding size
-    encoder: ConformerEncoder kwargs (dim, heads, ff_dim, layers, dropout, attn_dropout, pos, conv_kernel)
+    encoder: {kind: conformer|transformer, dim, heads, ff_dim, layers, dropout, attn_dropout, conv_kernel}
     length_regulator: {n_convs, groups}
     estimator: {kind: unet|dit, ...}  (see voxtok/tts/flow_estimators.py)
     cfm: {sigma_min, train_t_scheduler: uniform|cosine, cfg_dropout, prompt_prob, prompt_max_ratio,
@@ -55,8 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "mel": "cosyvoice",
     "spk_dim": 256,
     "embed_dim": 512,
-    "encoder": {"dim": 512, "heads": 8, "ff_dim": 2048, "layers": 6, "dropout": 0.1, "attn_dropout": 0.1,
-                "pos": "rel", "conv_kernel": 0},
+    "encoder": {"kind": "conformer", "dim": 512, "heads": 8, "ff_dim": 2048, "layers": 6, "dropout": 0.1,
+                "attn_dropout": 0.1, "conv_kernel": 0},
     "length_regulator": {"n_convs": 4, "groups": 1},
     "estimator": {"kind": "unet", "channels": [256, 256], "n_blocks": 4, "num_mid_blocks": 12, "heads": 8,
                   "head_dim": 64, "dropout": 0.0},
@@ -228,7 +228,12 @@ class FlowDecoder(nn.Module):
 
         self.input_embedding = nn.Embedding(self.vocab_size, int(cfg["embed_dim"]))
         enc = dict(cfg["encoder"])
-        enc.pop("kind", None)
+        # conformer: relative-position attention (CosyVoice); transformer: absolute sinusoids.
+        positions = {"conformer": "rel", "transformer": "abs"}
+        kind = enc.pop("kind")
+        if kind not in positions:
+            raise BadConfigError(f"flow encoder kind must be conformer or transformer, got '{kind}'")
+        enc["pos"] = positions[kind]
         try:
             self.encoder = ConformerEncoder(int(cfg["embed_dim"]), **enc)
         except TypeError as exc:

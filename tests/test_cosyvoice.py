@@ -1,0 +1,122 @@
+"""The CosyVoice-style pipeline end to end with tiny random parts: modes, batch, streaming, errors, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from voxtok.codecs.base import build_codec
+from voxtok.data.shards import ShardWriter
+from voxtok.errors import BadAudioError, BadConfigError, BadTextError, UnknownSpeakerError
+from voxtok.recipes import CONFIG_DIR
+from voxtok.tts.cosyvoice import CosyVoicePipeline, timed_stream
+from voxtok.tts.flow import FlowDecoder
+from voxtok.tts.frontend import TextFrontend
+from voxtok.tts.llm import TextToTokenLM
+from voxtok.tts.pipeline import SpeakerTable, write_manifest
+from voxtok.tts.train import save_tts_model
+from voxtok.tts.vocoder import MelVocoder
+
+
+def _model_cfg(path: str) -> dict:
+    return yaml.safe_load((CONFIG_DIR / path).read_text())["model"]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    torch.manual_seed(0)
+    frontend = TextFrontend("char", max_chars=60)
+    tokenizer = build_codec("s3", _model_cfg("codec/s3_tiny.yaml")).eval()
+    llm_cfg = _model_cfg("tts/llm_tiny.yaml") | {"text_vocab_size": frontend.vocab_size,
+                                                 "speech_vocab_size": tokenizer.codebook_size}
+    llm_cfg["max_token_text_ratio"] = 3.0  # short outputs keep the test fast
+    llm = TextToTokenLM.from_config(llm_cfg)
+    flow = FlowDecoder(_model_cfg("tts/flow_tiny.yaml") | {"vocab_size": tokenizer.codebook_size,
+                                                          "token_rate": tokenizer.frame_rate,
+                                                          "inference": {"n_steps": 2, "cfg_strength": 0.7,
+                                                                        "temperature": 1.0},
+                                                          "streaming": {"chunk_tokens": 6, "overlap_tokens": 2,
+                                                                        "context_tokens": 6}})
+    vocoder = MelVocoder(_model_cfg("tts/vocoder_tiny.yaml"))
+    speakers_dir = tmp_path_factory.mktemp("spk")
+    with ShardWriter(speakers_dir / "spk2embedding", meta={"dim": 256}, dtype="float32") as w:
+        v = np.random.default_rng(0).standard_normal(256).astype("float32")
+        w.add("spk1", v / np.linalg.norm(v))
+    return frontend, tokenizer, llm, flow, vocoder, speakers_dir
+
+
+@pytest.fixture(scope="module")
+def pipe(parts):
+    frontend, tokenizer, llm, flow, vocoder, speakers_dir = parts
+    return CosyVoicePipeline(llm, flow, vocoder, tokenizer, frontend, SpeakerTable(speakers_dir))
+
+
+@pytest.fixture(scope="module")
+def prompt(pipe, speech):
+    return pipe.prepare_prompt(torch.from_numpy(speech)[None], 16000, "she sells sea shells")
+
+
+def test_prompt_tokens_and_mel_line_up(pipe, prompt):
+    assert prompt.spk_emb.shape == (256,)
+    assert prompt.mel.shape[0] == 80
+    assert prompt.mel.shape[1] == int(pipe.flow.frames_for_tokens(prompt.tokens.numel()))
+
+
+def test_batch_equals_single_and_modes(pipe, prompt):
+    batch = pipe.synthesize_batch(["good day", "hello there"], [prompt, prompt], seed=3)
+    single = pipe.synthesize("hello there", prompt, seed=4)
+    assert batch[1].shape == single.shape and batch[1].shape[0] == 1
+    assert torch.allclose(batch[1], single, atol=1e-5)
+    cross = pipe.synthesize("hello there", prompt, mode="cross_lingual", seed=1)
+    sft = pipe.synthesize("hello there", None, mode="sft", speaker="spk1", seed=1)
+    for audio in (cross, sft):
+        assert audio.dim() == 2 and audio.shape[-1] % pipe.vocoder.hop_length == 0 and torch.isfinite(audio).all()
+
+
+def test_stream_has_the_length_of_one_shot_synthesis(pipe, prompt):
+    full = pipe.synthesize("the cat sat on the mat", prompt, seed=7)
+    audio, first = timed_stream(pipe.stream("the cat sat on the mat", prompt, seed=7, first_chunk_tokens=3))
+    assert audio.shape == full.shape
+    assert first >= 0
+
+
+def test_bad_inputs_give_clear_errors(pipe, prompt):
+    with pytest.raises(BadTextError):
+        pipe.synthesize("   ", prompt)
+    with pytest.raises(BadTextError):
+        pipe.synthesize("word " * 40, prompt)
+    with pytest.raises(BadAudioError, match="silent"):
+        pipe.prepare_prompt(torch.zeros(1, 32000), 16000, "nothing")
+    with pytest.raises(UnknownSpeakerError, match="spk1"):
+        pipe.synthesize("hello", None, mode="sft", speaker="nobody")
+    with pytest.raises(BadConfigError, match="transcript"):
+        pipe.synthesize("hello", prompt.__class__(**{**prompt.__dict__, "text": None}))
+
+
+def test_cli_synthesizes_from_a_manifest(parts, tmp_path, speech, capsys):
+    from voxtok.audio import load_audio, save_audio
+    from voxtok.cli import main
+
+    frontend, tokenizer, llm, flow, vocoder, speakers_dir = parts
+    tokenizer.save_pretrained(tmp_path / "s3")
+    save_tts_model(tmp_path / "llm", llm, {"frontend": frontend.to_dict()})
+    save_tts_model(tmp_path / "flow", flow)
+    vocoder.save_pretrained(tmp_path / "vocoder")
+    manifest = write_manifest(tmp_path / "tts" / "cosyvoice.yaml", {
+        "model": "cosyvoice", "llm": str(tmp_path / "llm"), "flow": str(tmp_path / "flow"),
+        "vocoder": str(tmp_path / "vocoder"), "tokenizer": str(tmp_path / "s3"), "speakers": str(speakers_dir)})
+    save_audio(tmp_path / "ref.wav", torch.from_numpy(speech)[None], 16000)
+    out = tmp_path / "out.wav"
+    assert main(["tts", "synth", "--exp", str(tmp_path), "--text", "hello there", "--prompt-wav",
+                 str(tmp_path / "ref.wav"), "--prompt-text", "she sells sea shells", "--stream",
+                 "--steps", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "first chunk after" in printed and "RTF" in printed
+    wav, sr = load_audio(out, check=False)
+    assert sr == vocoder.sample_rate and wav.shape[-1] > 0
+    assert main(["tts", "speakers", "--pipeline", str(manifest)]) == 0
+    assert "spk1" in capsys.readouterr().out
+    assert main(["tts", "synth", "--pipeline", str(manifest), "--text", "", "--mode", "sft",
+                 "--speaker", "spk1", "-o", str(tmp_path / "x.wav")]) == 2

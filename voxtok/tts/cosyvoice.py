@@ -1,0 +1,216 @@
+"""CosyVoice-style synthesis: text -> speech tokens (LLM) -> mel (flow matching) -> audio (vocoder).
+
+Modes (as in CosyVoice):
+  zero_shot      reference audio + its transcript: the LLM continues the reference's tokens,
+                 the flow continues its mel, the speaker embedding comes from it.
+  cross_lingual  reference audio without a transcript: the LLM sees only the speaker embedding,
+                 the flow still takes the reference's tokens and mel as its prompt.
+  sft            a stored speaker id: embedding from the spk2embedding store, no prompt.
+Streaming decodes token chunks as the LLM produces them (see `stream`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator, Sequence
+
+import torch
+
+from voxtok.errors import BadConfigError, BadTokenFileError
+from voxtok.tts.pipeline import (
+    Prompt, SpeakerTable, StreamingVocoder, check_prompt_audio, log_mel, pick_mode, read_manifest,
+)
+
+
+class CosyVoicePipeline:
+    """The trained parts of a CosyVoice-style TTS, ready to synthesize.
+
+    llm: TextToTokenLM; flow: FlowDecoder; vocoder: MelVocoder; tokenizer: the Codec that made
+    the training tokens (prompt audio is tokenized with it); frontend: TextFrontend;
+    speakers: SpeakerTable for `sft`. Output audio is at `sample_rate` (the vocoder's).
+    """
+
+    model_name = "cosyvoice"
+
+    def __init__(self, llm, flow, vocoder, tokenizer, frontend, speakers: SpeakerTable | None = None,
+                 speaker_encoder=None):
+        self.llm, self.flow, self.vocoder, self.tokenizer, self.frontend = llm, flow, vocoder, tokenizer, frontend
+        self.speakers = speakers or SpeakerTable(None)
+        self._speaker_encoder = speaker_encoder
+        self.sample_rate = int(vocoder.sample_rate)
+        if vocoder.mel_config != flow.mel_config:
+            raise BadConfigError("the flow decoder and the vocoder were trained on different mel settings")
+        if flow.vocab_size != tokenizer.codebook_size or llm.config.speech_vocab_size != tokenizer.codebook_size:
+            raise BadConfigError(f"LLM/flow vocabularies ({llm.config.speech_vocab_size}/{flow.vocab_size}) do not "
+                                 f"match the tokenizer's {tokenizer.codebook_size} codes")
+        for part in (llm, flow, vocoder):
+            part.eval()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_manifest(cls, path: str | os.PathLike) -> "CosyVoicePipeline":
+        """Load every part named in a pipeline manifest (see voxtok/tts/pipeline.py)."""
+        spec = read_manifest(path)
+        if spec["model"] != cls.model_name:
+            raise BadConfigError(f"manifest is for '{spec['model']}', not {cls.model_name}", path)
+        missing = [k for k in ("llm", "flow", "vocoder", "tokenizer") if not spec.get(k)]
+        if missing:
+            raise BadConfigError(f"manifest lacks {', '.join(missing)}", path)
+        return cls.from_dirs(spec["llm"], spec["flow"], spec["vocoder"], spec["tokenizer"], spec.get("speakers"))
+
+    @classmethod
+    def from_dirs(cls, llm_dir, flow_dir, vocoder_dir, tokenizer_dir, speakers_dir=None) -> "CosyVoicePipeline":
+        """Load the parts from their `save_pretrained` / export folders."""
+        from voxtok.codecs.base import load_codec
+        from voxtok.tts.frontend import TextFrontend
+        from voxtok.tts.train import load_tts_model
+        from voxtok.tts.vocoder import MelVocoder
+
+        llm, llm_cfg = load_tts_model(llm_dir)
+        flow, flow_cfg = load_tts_model(flow_dir)
+        tokenizer = load_codec(tokenizer_dir)
+        for name, cfg in (("LLM", llm_cfg), ("flow", flow_cfg)):
+            made_by = (cfg.get("tokens") or {}).get("checkpoint_hash")
+            if made_by and made_by != tokenizer.checkpoint_hash:
+                raise BadTokenFileError(f"the {name} was trained on tokens of checkpoint {made_by}, but the "
+                                        f"tokenizer given is {tokenizer.checkpoint_hash}", tokenizer_dir)
+        if "frontend" not in llm_cfg:
+            raise BadConfigError("LLM checkpoint lacks its text frontend settings", llm_dir)
+        return cls(llm, flow, MelVocoder.from_pretrained(vocoder_dir), tokenizer,
+                   TextFrontend.from_dict(llm_cfg["frontend"]), SpeakerTable(speakers_dir))
+
+    @property
+    def speaker_encoder(self):
+        if self._speaker_encoder is None:
+            from voxtok.tts.speaker import SpeakerEncoder
+
+            self._speaker_encoder = SpeakerEncoder()
+        return self._speaker_encoder
+
+    # ------------------------------------------------------------------ prompts
+    def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
+                       name: object = "<prompt>") -> Prompt:
+        """Reference audio [1, T] (+ transcript) -> Prompt with tokens, mel and speaker embedding.
+
+        Tokens and mel are trimmed to the same span (whole tokens) so the flow's prompt lines up.
+        Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
+        """
+        wav = check_prompt_audio(wav, sample_rate, name)
+        spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
+        from voxtok.audio import resample
+
+        tok_wav = resample(wav, sample_rate, self.tokenizer.sample_rate)
+        with torch.inference_mode():
+            tokens = self.tokenizer.encode(tok_wav[None])[0, 0]
+        mel = log_mel(wav, sample_rate, self.flow.mel_config)
+        n_tok = min(tokens.numel(), int(mel.shape[-1] * self.flow.token_rate / self.flow.mel_rate))
+        tokens = tokens[:n_tok]
+        mel = mel[:, : int(self.flow.frames_for_tokens(n_tok))]
+        return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text, mel=mel, tokens=tokens)
+
+    def _conditioning(self, mode: str, prompt: Prompt | None, speaker: str | None):
+        """(spk_emb [256], LLM prompt text ids | None, LLM prompt tokens | None, flow prompt tokens, flow prompt mel)."""
+        if mode == "sft":
+            return self.speakers.embedding(speaker), None, None, None, None
+        text_ids = torch.tensor(self.frontend.encode(prompt.text)) if mode == "zero_shot" else None
+        llm_tokens = prompt.tokens if mode == "zero_shot" else None
+        return prompt.spk_emb, text_ids, llm_tokens, prompt.tokens, prompt.mel
+
+    # ------------------------------------------------------------------ synthesis
+    @torch.inference_mode()
+    def synthesize_batch(self, texts: Sequence[str], prompts: Sequence[Prompt | None], mode: str = "zero_shot",
+                         speakers: Sequence[str | None] | None = None, n_steps: int | None = None,
+                         cfg_strength: float | None = None, seed: int = 0, sampling=None) -> list[torch.Tensor]:
+        """Texts (one prompt/speaker each) -> list of audio [1, T_i] at `sample_rate`.
+
+        Item i uses seed + i in the LLM and the flow, so a batch equals one-by-one synthesis
+        with the matching seeds. Empty or too long text raises BadTextError.
+        """
+        speakers = list(speakers) if speakers is not None else [None] * len(texts)
+        if not (len(texts) == len(prompts) == len(speakers)):
+            raise BadConfigError("texts, prompts and speakers must have the same length")
+        for p, s in zip(prompts, speakers):
+            pick_mode(mode, None if p is None else p.wav, None if p is None else p.text, s)
+        text_ids = [torch.tensor(self.frontend.encode(t)) for t in texts]
+        conds = [self._conditioning(mode, p, s) for p, s in zip(prompts, speakers)]
+        seeds = [int(seed) + i for i in range(len(texts))]
+        spk = torch.stack([c[0] for c in conds])
+        has_llm_prompt = conds[0][1] is not None
+        tokens = self.llm.generate(text_ids, spk, [c[1] for c in conds] if has_llm_prompt else None,
+                                   [c[2] for c in conds] if has_llm_prompt else None, sampling=sampling, seed=seeds)
+        out = []
+        for i, toks in enumerate(tokens):
+            toks = toks if toks.numel() else torch.zeros(1, dtype=torch.long)  # an instant EOS still gives audio
+            _, _, _, p_tok, p_mel = conds[i]
+            mel, lengths = self.flow.synthesize(
+                toks[None], None, spk[i:i + 1], None if p_tok is None else p_tok[None],
+                None if p_mel is None else p_mel[None], n_steps=n_steps, cfg_strength=cfg_strength, seed=seeds[i])
+            out.append(self.vocoder(mel[:, :, : int(lengths[0])])[0].clamp(-1, 1))
+        return out
+
+    def synthesize(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot",
+                   speaker: str | None = None, **kw) -> torch.Tensor:
+        """One text -> audio [1, T] (see `synthesize_batch` for the options)."""
+        return self.synthesize_batch([text], [prompt], mode, [speaker], **kw)[0]
+
+    @torch.inference_mode()
+    def stream(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot", speaker: str | None = None,
+               n_steps: int | None = None, cfg_strength: float | None = None, seed: int = 0, sampling=None,
+               chunk_tokens: int | None = None, first_chunk_tokens: int | None = None) -> Iterator[torch.Tensor]:
+        """Yield audio chunks [T_k] while the LLM is still decoding.
+
+        Tokens arrive in chunks of `chunk_tokens` (the flow's streaming default); chunk [a, b) is
+        decoded by the flow once the look-ahead tokens after b exist (or decoding ended), with
+        the audio of the overlap cross-faded into the next chunk. The chunks concatenate to
+        flow.frames_for_tokens(N) * hop samples, the length of `synthesize` for the same tokens.
+        """
+        pick_mode(mode, None if prompt is None else prompt.wav, None if prompt is None else prompt.text, speaker)
+        spk, p_text, p_llm_tok, p_tok, p_mel = self._conditioning(mode, prompt, speaker)
+        text_ids = torch.tensor(self.frontend.encode(text))
+        size = int(chunk_tokens or self.flow.streaming["chunk_tokens"])
+        overlap = int(self.flow.streaming["overlap_tokens"])
+        voc = StreamingVocoder(self.vocoder)
+        tokens: list[int] = []
+        bounds: list[tuple[int, int]] = []  # chunks waiting for their look-ahead
+        emitted_mel = None
+        kw = dict(n_steps=n_steps, cfg_strength=cfg_strength, seed=seed)
+
+        def decode(start: int, end: int, final: bool):
+            nonlocal emitted_mel
+            toks = torch.tensor(tokens, dtype=torch.long)[None]
+            mel, lengths = self.flow.synthesize_chunk(
+                toks, None, spk[None], start, end, None if p_tok is None else p_tok[None],
+                None if p_mel is None else p_mel[None], prev_mel=emitted_mel, **kw)
+            mel = mel[0, :, : int(lengths[0])]
+            keep = int(self.flow.frames_for_tokens(end) - self.flow.frames_for_tokens(start))
+            emitted_mel = (mel[None, :, :keep] if emitted_mel is None
+                           else torch.cat([emitted_mel, mel[None, :, :keep]], dim=-1))
+            return voc.push(mel, keep)
+
+        first = first_chunk_tokens or size
+        for chunk in self.llm.stream_generate(text_ids, spk[None], p_text, p_llm_tok, sampling=sampling, seed=seed,
+                                              chunk_size=size, first_chunk_size=first):
+            start = len(tokens)
+            tokens.extend(int(t) for t in chunk)
+            bounds.append((start, len(tokens)))
+            while bounds and bounds[0][1] + overlap <= len(tokens):
+                yield decode(*bounds.pop(0), final=False)
+        if not tokens:  # the LLM stopped at once: still give the (short) audio of one token
+            tokens.append(0)
+            bounds.append((0, 1))
+        while bounds:
+            yield decode(*bounds.pop(0), final=True)
+
+
+def timed_stream(chunks: Iterator[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """Consume a chunk iterator -> (all audio [1, T], seconds until the first chunk arrived)."""
+    t0 = time.perf_counter()
+    first = None
+    parts = []
+    for chunk in chunks:
+        if first is None:
+            first = time.perf_counter() - t0
+        parts.append(chunk)
+    audio = torch.cat(parts) if parts else torch.zeros(0)
+    return audio[None], (first if first is not None else time.perf_counter() - t0)
