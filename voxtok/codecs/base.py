@@ -44,12 +44,8 @@ def _import_builtin_codecs() -> None:
     # Importing the modules runs their @register_codec decorators.
     import importlib
 
-    for module in ("wavtokenizer", "dmcodec", "s3"):
-        try:
-            importlib.import_module(f"voxtok.codecs.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"voxtok.codecs.{module}":
-                raise
+    for module in ("wavtokenizer", "dmcodec", "fusecodec", "s3"):
+        importlib.import_module(f"voxtok.codecs.{module}")
 
 
 def build_codec(name: str, config: dict[str, Any]) -> "Codec":

@@ -232,7 +232,3 @@ class DMCodec(Codec):
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.quantizer.decode(codes))
 
-
-# FuseCodec builds on this module; importing it here registers it wherever build_codec / load_codec
-# import the built-in codecs. (Bottom of the file: fusecodec imports the names defined above.)
-from voxtok.codecs import fusecodec as _fusecodec  # noqa: E402,F401
