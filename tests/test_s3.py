@@ -150,6 +150,10 @@ def test_bad_model_options_are_reported():
         tiny_model(quantizer={"kind": "rvq", "n_q": 2, "codebook_size": 16})
     with pytest.raises(BadConfigError, match="divisible"):
         tiny_model(heads=5)
+    with pytest.raises(BadConfigError, match="lacks"):
+        S3Tokenizer({k: v for k, v in TINY["model"].items() if k != "dim"})
+    with pytest.raises(BadConfigError, match="spec_augment"):
+        tiny_model(spec_augment={"time_warp": 5})
 
 
 def _write_data_dir(root: Path, utterances, texts: list[str]) -> Path:

@@ -90,6 +90,9 @@ class CharVocab:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CharVocab) and other.symbols == self.symbols
 
+    def __hash__(self) -> int:
+        return hash(self.symbols)
+
     def normalize(self, text: str) -> str:
         """Lowercase, accents and punctuation removed, single spaces; never raises."""
         text = unicodedata.normalize("NFKD", text)
@@ -125,8 +128,8 @@ class CharVocab:
 
     def describe(self) -> str:
         """Short human description of the symbols, e.g. "[space ' a-z]"."""
-        text = self.symbols.replace(string.ascii_lowercase, "a-z").replace(" ", "space ")
-        return f"[{text.strip()}]"
+        marked = self.symbols.replace(string.ascii_lowercase, "\0")
+        return "[" + " ".join({"\0": "a-z", " ": "space"}.get(c, c) for c in marked) + "]"
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -264,8 +267,9 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2
 
 # ----------------------------------------------------------------------------- the tokenizer
 
-_CONFIG_KEYS = {"sample_rate", "mel", "strides", "dim", "heads", "encoder1_blocks", "encoder2_blocks",
-                "position", "block", "quantizer", "vocab", "spec_augment"}
+_REQUIRED_KEYS = ("dim", "heads", "encoder1_blocks", "encoder2_blocks", "quantizer")
+_CONFIG_KEYS = {*_REQUIRED_KEYS, "sample_rate", "mel", "strides", "position", "block", "vocab", "spec_augment"}
+_SPEC_AUGMENT_KEYS = {"freq_masks", "freq_width", "time_masks", "time_width"}
 
 
 @register_codec("s3")
@@ -281,6 +285,9 @@ class S3Tokenizer(Codec):
         unknown = set(cfg) - _CONFIG_KEYS
         if unknown:
             raise BadConfigError(f"unknown s3 model options {sorted(unknown)}")
+        missing = [key for key in _REQUIRED_KEYS if key not in cfg]
+        if missing:
+            raise BadConfigError(f"s3 model config lacks {missing}")
         self.vocab = CharVocab.from_config(cfg.get("vocab"))
         self.config["vocab"] = self.vocab.to_config()  # save_pretrained then always stores it
         self.sample_rate = int(cfg.get("sample_rate", 16000))
@@ -323,6 +330,9 @@ class S3Tokenizer(Codec):
         self.final_norm = nn.LayerNorm(dim)
         self.ctc_head = nn.Linear(dim, len(self.vocab))
         self.spec_augment = dict(cfg["spec_augment"]) if cfg.get("spec_augment") else None
+        if self.spec_augment and set(self.spec_augment) - _SPEC_AUGMENT_KEYS:
+            raise BadConfigError(f"unknown spec_augment options {sorted(set(self.spec_augment) - _SPEC_AUGMENT_KEYS)} "
+                                 f"(choose from {sorted(_SPEC_AUGMENT_KEYS)})")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "S3Tokenizer":
