@@ -18,12 +18,10 @@ from typing import Iterator, Sequence
 import torch
 
 from voxtok.errors import BadConfigError, BadTokenFileError
-from voxtok.tts.pipeline import (
-    Prompt, SpeakerTable, StreamingVocoder, check_prompt_audio, log_mel, pick_mode, read_manifest,
-)
+from voxtok.tts.pipeline import Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, pick_mode, read_manifest
 
 
-class CosyVoicePipeline:
+class CosyVoicePipeline(TTSPipeline):
     """The trained parts of a CosyVoice-style TTS, ready to synthesize.
 
     llm: TextToTokenLM; flow: FlowDecoder; vocoder: MelVocoder; tokenizer: the Codec that made
@@ -39,6 +37,7 @@ class CosyVoicePipeline:
         self.speakers = speakers or SpeakerTable(None)
         self._speaker_encoder = speaker_encoder
         self.sample_rate = int(vocoder.sample_rate)
+        self.mel_config = flow.mel_config
         if vocoder.mel_config != flow.mel_config:
             raise BadConfigError("the flow decoder and the vocoder were trained on different mel settings")
         if flow.vocab_size != tokenizer.codebook_size or llm.config.speech_vocab_size != tokenizer.codebook_size:
@@ -80,14 +79,6 @@ class CosyVoicePipeline:
         return cls(llm, flow, MelVocoder.from_pretrained(vocoder_dir), tokenizer,
                    TextFrontend.from_dict(llm_cfg["frontend"]), SpeakerTable(speakers_dir))
 
-    @property
-    def speaker_encoder(self):
-        if self._speaker_encoder is None:
-            from voxtok.tts.speaker import SpeakerEncoder
-
-            self._speaker_encoder = SpeakerEncoder()
-        return self._speaker_encoder
-
     # ------------------------------------------------------------------ prompts
     def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
                        name: object = "<prompt>") -> Prompt:
@@ -96,18 +87,18 @@ class CosyVoicePipeline:
         Tokens and mel are trimmed to the same span (whole tokens) so the flow's prompt lines up.
         Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
         """
-        wav = check_prompt_audio(wav, sample_rate, name)
-        spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
         from voxtok.audio import resample
 
-        tok_wav = resample(wav, sample_rate, self.tokenizer.sample_rate)
+        prompt = super().prepare_prompt(wav, sample_rate, text, name)
+        tok_wav = resample(prompt.wav, sample_rate, self.tokenizer.sample_rate)
         with torch.inference_mode():
             tokens = self.tokenizer.encode(tok_wav[None])[0, 0]
-        mel = log_mel(wav, sample_rate, self.flow.mel_config)
+        mel = prompt.mel
         n_tok = min(tokens.numel(), int(mel.shape[-1] * self.flow.token_rate / self.flow.mel_rate))
         tokens = tokens[:n_tok]
         mel = mel[:, : int(self.flow.frames_for_tokens(n_tok))]
-        return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text, mel=mel, tokens=tokens)
+        prompt.tokens, prompt.mel = tokens, mel
+        return prompt
 
     def _conditioning(self, mode: str, prompt: Prompt | None, speaker: str | None):
         """(spk_emb [256], LLM prompt text ids | None, LLM prompt tokens | None, flow prompt tokens, flow prompt mel)."""
@@ -148,11 +139,6 @@ class CosyVoicePipeline:
                 None if p_mel is None else p_mel[None], n_steps=n_steps, cfg_strength=cfg_strength, seed=seeds[i])
             out.append(self.vocoder(mel[:, :, : int(lengths[0])])[0].clamp(-1, 1))
         return out
-
-    def synthesize(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot",
-                   speaker: str | None = None, **kw) -> torch.Tensor:
-        """One text -> audio [1, T] (see `synthesize_batch` for the options)."""
-        return self.synthesize_batch([text], [prompt], mode, [speaker], **kw)[0]
 
     @torch.inference_mode()
     def stream(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot", speaker: str | None = None,

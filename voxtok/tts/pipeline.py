@@ -155,6 +155,45 @@ class StreamingVocoder:
         return head.clamp(-1, 1)
 
 
+class TTSPipeline:
+    """Shared behaviour of the pipelines: prompt preparation, speaker table, one-text synthesis.
+
+    Subclasses set `model_name`, `sample_rate`, `mel_config` (the acoustic model's mel front
+    end), `speakers`, and implement `synthesize_batch` (and `stream`).
+    """
+
+    model_name = ""
+    _speaker_encoder = None
+
+    @property
+    def speaker_encoder(self):
+        """The resemblyzer d-vector model (loaded on first use)."""
+        if self._speaker_encoder is None:
+            from voxtok.tts.speaker import SpeakerEncoder
+
+            self._speaker_encoder = SpeakerEncoder()
+        return self._speaker_encoder
+
+    def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
+                       name: object = "<prompt>") -> Prompt:
+        """Reference audio [1, T] (+ transcript) -> Prompt with speaker embedding and log mel.
+
+        Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
+        """
+        wav = check_prompt_audio(wav, sample_rate, name)
+        spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
+        return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text,
+                      mel=log_mel(wav, sample_rate, self.mel_config))
+
+    def synthesize_batch(self, texts, prompts, mode="zero_shot", speakers=None, **kw) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def synthesize(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot",
+                   speaker: str | None = None, **kw) -> torch.Tensor:
+        """One text -> audio [1, T] at `sample_rate` (options as in `synthesize_batch`)."""
+        return self.synthesize_batch([text], [prompt], mode, [speaker], **kw)[0]
+
+
 def pick_mode(mode: str, prompt_wav, prompt_text: str | None, speaker: str | None) -> str:
     """Check that the inputs fit `mode` (zero_shot | cross_lingual | sft); returns the mode."""
     if mode not in MODES:
