@@ -62,9 +62,9 @@ def test_asr_probe_learns_to_read_spelled_tokens():
     test = [(_spoken(s, rng), s) for s in sentences[50:]]
     # 25 frames/s is below the CTC rate floor: frames are repeated, so decoding still works.
     result = train_asr_probe(train, test, n_q=2, codebook_size=32, frame_rate=25.0,
-                             cfg=ProbeConfig(**{**TINY.to_dict(), "asr_steps": 150}))
-    assert result["probe_cer"] < 0.3, result
-    assert 0 <= result["probe_wer"] <= 1.5 and math.isfinite(result["probe_ctc_loss"])
+                             cfg=ProbeConfig(**{**TINY.to_dict(), "asr_steps": 150, "lr": 1e-2}))
+    assert result["probe_cer"] < 0.1 and result["probe_wer"] < 0.2, result  # untrained: CER ~0.9, WER 1
+    assert result["probe_ctc_loss"] < 0.5
 
 
 def test_speaker_probe_tells_speakers_apart_by_their_codes():

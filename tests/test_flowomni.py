@@ -22,7 +22,7 @@ def micro_config(r: int = 2, **overrides) -> dict:
     cfg = {"text_vocab_size": VOCAB, "frames_per_step": r,
            "backbone": {"kind": "qwen2", "hidden_size": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
                         "intermediate_size": 64},
-           "head": {"width": 32, "depth": 2}, "inference": {"n_steps": 3}, "max_frame_text_ratio": 4.0}
+           "head": {"width": 240, "depth": 2}, "inference": {"n_steps": 3}, "max_frame_text_ratio": 4.0}
     cfg.update(overrides)
     return cfg
 
@@ -35,7 +35,7 @@ def micro_model(r: int = 2, seed: int = 0, **overrides) -> FlowOmniTTS:
     with torch.no_grad():
         for name, p in model.head.named_parameters():
             if not p.any():
-                p.normal_(0.0, 0.2)
+                p.normal_(0.0, 0.05)
     return model
 
 
@@ -203,7 +203,7 @@ def test_batch_equals_one_by_one():
         one, n = model.synthesize(texts[b], prompt_text_ids=prompt_text[b], prompt_mel=prompt_mel[b],
                                   spk_emb=spk[b], seed=7 + b)
         assert int(n[0]) == int(lengths[b])
-        assert torch.allclose(one[0, :, :int(n[0])], mel[b, :, :int(n[0])], atol=1e-5)
+        assert torch.allclose(one[0, :, :int(n[0])], mel[b, :, :int(n[0])], rtol=1e-4, atol=1e-4)
         assert (mel[b, :, int(n[0]):] == model.silence).all()  # padded with the log floor
     # Padded [B, L] + lengths is the same as a list of items.
     padded = torch.nn.utils.rnn.pad_sequence(texts, batch_first=True)
@@ -213,21 +213,21 @@ def test_batch_equals_one_by_one():
 
 
 def test_prompt_conditions_the_output_and_is_cut_to_whole_steps():
-    model = micro_model(r=3)
+    model = micro_model(r=3)  # stop_threshold 1: every call runs to max_frames, outputs line up
     text, spk = torch.tensor([1, 2, 3]), torch.randn(1, 256)
     prompt = torch.randn(N_MELS, 8) - 5
     with_prompt, n = model.synthesize(text, prompt_text_ids=torch.tensor([4, 5]), prompt_mel=prompt, spk_emb=spk,
-                                      seed=0, max_frames=6)
-    without, _ = model.synthesize(text, spk_emb=spk, seed=0, max_frames=6)
+                                      seed=0, max_frames=6, stop_threshold=1.0)
+    without, _ = model.synthesize(text, spk_emb=spk, seed=0, max_frames=6, stop_threshold=1.0)
     assert with_prompt.shape == without.shape and not torch.allclose(with_prompt, without)
     # 8 frames with r = 3: the first 2 are dropped so the speech continues after the last frame.
     cut, _ = model.synthesize(text, prompt_text_ids=torch.tensor([4, 5]), prompt_mel=prompt[:, 2:], spk_emb=spk,
-                              seed=0, max_frames=6)
+                              seed=0, max_frames=6, stop_threshold=1.0)
     assert torch.equal(cut, with_prompt)
     # One prompt (and speaker) serves a whole batch.
     batch, lengths = model.synthesize([text, text], prompt_text_ids=torch.tensor([4, 5]), prompt_mel=prompt,
-                                      spk_emb=spk, seed=[0, 0], max_frames=6)
-    assert torch.allclose(batch[1], with_prompt[0], atol=1e-5) and lengths.tolist() == [int(n[0])] * 2
+                                      spk_emb=spk, seed=[0, 0], max_frames=6, stop_threshold=1.0)
+    assert torch.allclose(batch[1], with_prompt[0], rtol=1e-4, atol=1e-4) and lengths.tolist() == [int(n[0])] * 2
 
 
 def test_speaker_token_is_switchable_and_checkpoints_round_trip(tmp_path):
@@ -269,6 +269,8 @@ def test_clear_errors():
             FlowOmniTTS(micro_config(r=r))
     with pytest.raises(BadConfigError, match="unknown"):
         FlowOmniTTS(micro_config(head={"widht": 32}))
+    with pytest.raises(BadConfigError, match="head.width"):
+        FlowOmniTTS(micro_config(r=3, head={"width": 128}))
     with pytest.raises(BadConfigError, match="schedule"):
         FlowOmniTTS(micro_config(inference={"t_schedule": "quadratic"}))
     with pytest.raises(BadAudioError, match="mel"):
@@ -321,7 +323,7 @@ def test_tiny_config_overfits_a_batch():
     model_cfg = {**cfg["model"], "text_vocab_size": VOCAB}
     torch.manual_seed(0)
     model = FlowOmniTTS(model_cfg).train()
-    assert 2_000_000 < sum(p.numel() for p in model.parameters()) < 4_000_000
+    assert 3_000_000 < sum(p.numel() for p in model.parameters()) < 5_000_000
     batch = make_batch(text_lengths=(8, 5), mel_lengths=(24, 13))
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["optim"]["lr"]))
     losses = []

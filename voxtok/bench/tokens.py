@@ -14,6 +14,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -72,6 +73,17 @@ class TokenSet:
         return cls(meta["frame_rate"], meta["codebook_size"], meta["n_q"], codes, meta["seconds"])
 
 
+def codebook_usage(all_codes: Iterable, q: int, codebook_size: int) -> tuple[float, float]:
+    """(share of codebook q used at least once, unigram entropy of its codes in bits) over a list
+    of codes [Q, T'] (numpy or torch)."""
+    counts: Counter = Counter()
+    for codes in all_codes:
+        counts.update(np.asarray(codes[q]).reshape(-1).tolist())
+    probs = np.array(list(counts.values()), dtype=np.float64) / max(sum(counts.values()), 1)
+    entropy = float(-(probs * np.log2(probs)).sum()) if probs.size else 0.0
+    return len(counts) / codebook_size, entropy
+
+
 def token_statistics(tokens: TokenSet) -> dict[str, float]:
     """Rates and codebook use of a token set.
 
@@ -92,12 +104,7 @@ def token_statistics(tokens: TokenSet) -> dict[str, float]:
                                "token_bits_per_s": frames * tokens.n_q * math.log2(tokens.codebook_size) / seconds}
     entropies, usages = [], []
     for q in range(tokens.n_q):
-        counts = Counter()
-        for codes in tokens.codes.values():
-            counts.update(codes[q].tolist())
-        probs = np.array(list(counts.values()), dtype=np.float64) / max(sum(counts.values()), 1)
-        entropy = float(-(probs * np.log2(probs)).sum()) if probs.size else 0.0
-        usage = len(counts) / tokens.codebook_size
+        usage, entropy = codebook_usage(tokens.codes.values(), q, tokens.codebook_size)
         stats[f"usage_q{q}"], stats[f"entropy_q{q}"], stats[f"perplexity_q{q}"] = usage, entropy, 2.0 ** entropy
         entropies.append(entropy)
         usages.append(usage)

@@ -456,7 +456,8 @@ class S3Tokenizer(Codec):
         h, frame_lengths, mask, _ = self._encoder1(wav, lengths, augment)
         q: QuantizerOutput | None = None
         if step is not None and step < self.quantizer_warmup_steps:
-            quantized = h
+            # Encoder-2 already sees frames on the quantizer's scale, so the switch is smooth.
+            quantized = self._quantizer_input(h).transpose(1, 2)
         else:
             q = self.quantizer(self._quantizer_input(h), mask=mask)
             quantized = q.quantized.transpose(1, 2)

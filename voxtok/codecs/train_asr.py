@@ -6,17 +6,17 @@ The model is any nn.Module with
     transcribe(wav, lengths) -> list[str] and a `vocab` with `normalize(text)`;
 the `loss` block of the codec config weights the losses, `optim` sets AdamW with linear warmup +
 cosine decay and the gradient-norm clip. Validation logs the CTC loss and the greedy CER / WER.
+Train it with `build_trainer(tcfg, exp_dir, steps_per_update=1)`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from voxtok.codecs.train import build_trainer, warmup_cosine
+from voxtok.codecs.train import warmup_cosine
 from voxtok.errors import BadConfigError
 
 DEFAULT_LOSS_WEIGHTS = {"ctc": 1.0, "commit": 0.25, "codebook": 1.0}
@@ -98,14 +98,3 @@ class CTCModule(L.LightningModule):
                   f"cer={cer:.3f} wer={wer:.3f} | ref: {self._val_refs[0]!r} | hyp: {self._val_hyps[0]!r}", flush=True)
         self._val_refs, self._val_hyps, self._val_ctc = [], [], []
 
-
-def build_ctc_trainer(tcfg: dict[str, Any], exp_dir: str | Path) -> L.Trainer:
-    """`build_trainer` for a module taking one optimiser step per update.
-
-    build_trainer counts two optimiser steps per update (generator + discriminator), so its step
-    limits are set back to the configured numbers of updates here.
-    """
-    trainer = build_trainer(tcfg, exp_dir)
-    trainer.fit_loop.epoch_loop.max_steps = int(tcfg["max_steps"])
-    trainer.checkpoint_callback._every_n_train_steps = int(tcfg["checkpoint_every_n_steps"])
-    return trainer

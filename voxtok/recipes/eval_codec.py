@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from omegaconf import DictConfig
 
 from voxtok.audio import save_audio
 from voxtok.bench.metrics import reconstruction_metrics
+from voxtok.bench.tokens import codebook_usage
 from voxtok.codecs.base import load_codec
 from voxtok.data.dataset import load_utterance
 from voxtok.data.kaldi import DataDir
@@ -39,12 +39,8 @@ OPTIONAL_COLUMNS = (("speaker_similarity", "spk sim", ".3f"), ("wer", "WER", ".1
 
 def code_statistics(all_codes: list[torch.Tensor], codebook_size: int) -> dict[str, float]:
     """Usage (share of the codebook used) and perplexity of codebook 0 over codes [Q, T'] lists."""
-    counts = Counter()
-    for codes in all_codes:
-        counts.update(codes[0].tolist())
-    total = sum(counts.values())
-    probs = np.array(list(counts.values()), dtype=np.float64) / max(total, 1)
-    return {"usage": len(counts) / codebook_size, "perplexity": float(np.exp(-(probs * np.log(probs)).sum()))}
+    usage, entropy_bits = codebook_usage(all_codes, 0, codebook_size)
+    return {"usage": usage, "perplexity": 2.0 ** entropy_bits}
 
 
 def evaluate(cfg: DictConfig) -> list[dict]:

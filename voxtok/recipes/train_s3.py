@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
-from voxtok.codecs.train import check_trainer_config, last_checkpoint
-from voxtok.codecs.train_asr import CTCModule, build_ctc_trainer
+from voxtok.codecs.train import build_trainer, check_trainer_config, last_checkpoint
+from voxtok.codecs.train_asr import CTCModule
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> Path:
     module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]))
     train_loader, valid_loader = make_loaders(plain, model)
     exp_dir = Path(plain["exp_dir"])
-    trainer = build_ctc_trainer(tcfg, exp_dir)
+    trainer = build_trainer(tcfg, exp_dir, steps_per_update=1)
     trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
     if trainer.interrupted or getattr(trainer, "received_sigterm", False):
         # Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; the recipe must not

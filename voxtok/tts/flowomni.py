@@ -33,7 +33,7 @@ error):
     frames_per_step       r >= 1
     backbone              `voxtok.tts.llm.build_causal_backbone` options (Qwen2 / Llama shaped)
     use_spk_emb, spk_dim  speaker embedding -> Linear -> one prefix token (switch + size)
-    head                  width, depth, mlp_ratio, time_freq_dim of the FlowHead
+    head                  width (>= r * n_mels), depth, mlp_ratio, time_freq_dim of the FlowHead
     cfm                   sigma_min, noise_draws (noise samples per step in training)
     loss                  state_weight, cfm_weight: loss = state_weight * CE + cfm_weight * CFM
     inference             n_steps, t_schedule (linear | cosine), temperature, stop_threshold
@@ -360,6 +360,11 @@ class FlowOmniTTS(nn.Module):
         self.spk_proj = nn.Linear(self.spk_dim, width) if self.use_spk_emb else None
         self.state_head = nn.Linear(width, len(STATE_NAMES))
         head = cfg["head"]
+        if int(head["width"]) < self.step_dim:
+            # The velocity depends on all of x_t, which a narrower trunk cannot carry: on a toy task
+            # a 64-wide head for 160-d steps stalled at ~4x the CFM loss of a 256-wide one.
+            raise BadConfigError(f"head.width {head['width']} is below the step size r x n_mels = {self.step_dim}; "
+                                 "widen the head or lower frames_per_step")
         self.head = FlowHead(self.step_dim, width, width=int(head["width"]), depth=int(head["depth"]),
                              mlp_ratio=float(head["mlp_ratio"]), time_freq_dim=int(head["time_freq_dim"]),
                              sigma_min=float(cfg["cfm"]["sigma_min"]))

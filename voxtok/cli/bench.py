@@ -1,0 +1,81 @@
+"""`voxtok bench ...`: the DASB-style tokenizer benchmark and its report."""
+
+from __future__ import annotations
+
+import argparse
+
+from voxtok.cli.common import command, group
+
+SYSTEMS_HELP = """system specs (KIND[:PATH][@key=value,...]):
+  identity                          the original audio (ground truth)
+  codec2_700c codec2_1200 codec2_3200 opus_6k opus_12k
+                                    classical codecs through their command-line tools
+  vtk:DIR[@n_q=N]                   a VoxTok checkpoint folder with its first N codebooks
+  encodec:FILE[@bw=KBPS]            EnCodec from a local state-dict file (bw 1.5/3/6/12/24)
+  dac:FILE[@n_q=N]                  Descript Audio Codec (needs the dac package)
+  any spec also takes name=LABEL, e.g. vtk:exp/a/model@n_q=2,name=a-2q"""
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from voxtok.bench.lm import LMConfig
+    from voxtok.bench.probes import ProbeConfig
+    from voxtok.bench.runner import BenchConfig, run_benchmark
+
+    probe = ProbeConfig()
+    probe = replace(probe, asr_steps=args.probe_steps or probe.asr_steps,
+                    speaker_steps=args.speaker_steps or probe.speaker_steps)
+    lm = LMConfig()
+    lm = replace(lm, steps=args.lm_steps or lm.steps)
+    cfg = BenchConfig(test_dir=args.data, train_dir=args.train, out_dir=args.output, systems=args.systems,
+                      nj=args.nj, threads=args.threads, device=args.device, max_test_utts=args.max_test,
+                      max_train_utts=args.max_train, asr=not args.no_asr, probes=not args.no_probes,
+                      lm=not args.no_lm, swuggy_words=args.swuggy_words, probe=probe, lm_model=lm,
+                      progress=not args.quiet)
+    rows = run_benchmark(cfg)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    for r in failed:
+        print(f"failed: {r['system']}: {r.get('error')}")
+    print(f"{len(rows) - len(failed)} of {len(rows)} systems evaluated -> {args.output}/report.md")
+    return 0
+
+
+def _bench_report(args: argparse.Namespace) -> int:
+    from voxtok.bench.report import load_results, write_report
+
+    rows, meta = load_results(args.dir)
+    path = write_report(rows, args.dir, meta)
+    print(path.read_text() if args.print else f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`voxtok bench run|report`."""
+    bench = group(sub, "bench", "compare tokenizers and codecs (DASB-style benchmark)")
+    p = command(bench, "run",
+                "evaluate systems on a test data dir: reconstruction, ASR, token statistics, probes, token LM",
+                "voxtok bench run --data data/test --train data/train --systems identity codec2_1200 "
+                "opus_6k vtk:exp/mini/codec_wavtokenizer/model@n_q=1 -o exp/bench --nj 2\n\n" + SYSTEMS_HELP,
+                _bench_run)
+    p.add_argument("--data", required=True, help="test data dir (Kaldi: wav.scp, text, utt2spk)")
+    p.add_argument("--train", default=None, help="training data dir for the probes and the token LM")
+    p.add_argument("--systems", nargs="+", required=True, metavar="SPEC", help="systems to compare (see below)")
+    p.add_argument("-o", "--output", required=True, help="output folder (results are cached there)")
+    p.add_argument("--nj", type=int, default=1, help="systems evaluated in parallel")
+    p.add_argument("--threads", type=int, default=None, help="torch/Whisper threads per process; unset: cores / nj")
+    p.add_argument("--device", default="cpu", help="device for neural systems (cpu, cuda)")
+    p.add_argument("--max-test", type=int, default=None, help="use at most N test utterances")
+    p.add_argument("--max-train", type=int, default=None, help="use at most N training utterances")
+    p.add_argument("--probe-steps", type=int, default=None, help="ASR probe training steps")
+    p.add_argument("--speaker-steps", type=int, default=None, help="speaker probe training steps")
+    p.add_argument("--lm-steps", type=int, default=None, help="token LM training steps")
+    p.add_argument("--swuggy-words", type=int, default=40, help="word / pseudo-word pairs (0: skip)")
+    p.add_argument("--no-asr", action="store_true", help="skip Whisper (WER/dWER)")
+    p.add_argument("--no-probes", action="store_true", help="skip the ASR and speaker probes")
+    p.add_argument("--no-lm", action="store_true", help="skip the token LM and sWUGGY")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = command(bench, "report", "re-create the report (CSV, tables, plots, report.md/html) from a run's results",
+                "voxtok bench report exp/bench", _bench_report)
+    p.add_argument("dir", help="output folder of `voxtok bench run`")
+    p.add_argument("--print", action="store_true", help="print report.md")
