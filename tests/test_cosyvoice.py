@@ -120,3 +120,33 @@ def test_cli_synthesizes_from_a_manifest(parts, tmp_path, speech, capsys):
     assert "spk1" in capsys.readouterr().out
     assert main(["tts", "synth", "--pipeline", str(manifest), "--text", "", "--mode", "sft",
                  "--speaker", "spk1", "-o", str(tmp_path / "x.wav")]) == 2
+
+
+def test_flowomni_pipeline_modes_and_cli(parts, tmp_path, speech, capsys):
+    from voxtok.audio import save_audio
+    from voxtok.cli import main
+    from voxtok.tts.flowomni import FlowOmniTTS
+    from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
+
+    frontend, _, _, _, vocoder, speakers_dir = parts
+    cfg = _model_cfg("tts/flowomni_tiny.yaml") | {"text_vocab_size": frontend.vocab_size, "max_frame_text_ratio": 2.0}
+    model = FlowOmniTTS.from_config(cfg)
+    pipe = FlowOmniPipeline(model, vocoder, frontend, SpeakerTable(speakers_dir))
+    prompt = pipe.prepare_prompt(torch.from_numpy(speech)[None], 16000, "she sells sea shells")
+    batch = pipe.synthesize_batch(["good day", "hi there"], [prompt, prompt], seed=5, n_steps=2)
+    assert torch.allclose(batch[1], pipe.synthesize("hi there", prompt, seed=6, n_steps=2), atol=1e-5)
+    assert pipe.synthesize("hi", None, mode="sft", speaker="spk1", n_steps=2).shape[-1] > 0
+    assert pipe.synthesize("hi", prompt, mode="cross_lingual", n_steps=2).shape[-1] > 0
+    with pytest.raises(BadConfigError, match="guidance"):
+        pipe.synthesize("hi", prompt, cfg_strength=0.7)
+
+    save_tts_model(tmp_path / "fo", model, {"frontend": frontend.to_dict()})
+    vocoder.save_pretrained(tmp_path / "vocoder")
+    write_manifest(tmp_path / "tts" / "flowomni.yaml", {"model": "flowomni", "flowomni": str(tmp_path / "fo"),
+                                                       "vocoder": str(tmp_path / "vocoder")})
+    save_audio(tmp_path / "ref.wav", torch.from_numpy(speech)[None], 16000)
+    args = ["tts", "synth", "--exp", str(tmp_path), "--model", "flowomni", "--text", "hi", "--prompt-wav",
+            str(tmp_path / "ref.wav"), "--prompt-text", "she sells", "--steps", "2", "-o", str(tmp_path / "o.wav")]
+    assert main(args) == 0 and (tmp_path / "o.wav").is_file()
+    assert main(args + ["--stream"]) == 2
+    assert "streaming is available with --model cosyvoice" in capsys.readouterr().err

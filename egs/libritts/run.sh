@@ -18,10 +18,18 @@ codec=wavtokenizer  # codec to train and tokenize with (stage 1-3)
 codec_config=""    # configs/codec/<name>.yaml (default: <codec>_tiny with --mini, else the paper size)
 train_args=""      # extra Hydra overrides for every training stage, e.g. "trainer.max_steps=10"
 data_args=""       # extra Hydra overrides for stage 0, e.g. "data.num_speakers=8 data.utts_per_speaker=4"
-codec_budget=00:00:20:00  # wall-clock cap of codec training with --mini (DD:HH:MM:SS)
+smoke=false        # true (implies --mini): a tiny corpus and a few updates per model (CI)
+# Wall-clock caps of the training stages with --mini (DD:HH:MM:SS); the whole run fits 30 minutes.
+codec_budget=00:00:04:00
+s3_budget=00:00:03:00
+vocoder_budget=00:00:03:00
+llm_budget=00:00:02:30
+flow_budget=00:00:02:30
+flowomni_budget=00:00:02:30
+synth_utts=12      # test utterances synthesized per TTS system (null: all)
 
 help_message="Usage: $0 [options]
-  e.g.: $0 --mini true                      # synthetic corpus, tiny models, CPU
+  e.g.: $0 --mini true                      # synthetic corpus, tiny models, CPU, < 30 min
         $0 --libritts_root /data/LibriTTS --ngpu 4
 Options:
   --stage N          first stage (default $stage)
@@ -29,23 +37,45 @@ Options:
   --nj N             parallel jobs (default $nj)
   --ngpu N           GPUs for training (default $ngpu)
   --mini true|false  synthetic mini corpus and tiny configs (default $mini)
+  --smoke true|false tiny corpus, a few updates per model: checks the plumbing (default $smoke)
   --libritts_root P  real LibriTTS root
   --tag NAME         experiment tag (exp/<tag>)
   --force true|false re-run completed stages (default $force)
   --seed N           seed (default $seed)
   --data_dir DIR     Kaldi data dirs (default $data_dir)
-  --codec NAME       codec for stages 1-3 (default $codec)
+  --codec NAME       acoustic codec to train, tokenize and benchmark (default $codec)
   --codec_config C   codec config name (default: <codec>_tiny with --mini, else paper size)
   --train_args ARGS  extra Hydra overrides for training stages
   --data_args ARGS   extra Hydra overrides for the corpus/data stage
+  --*_budget T       wall-clock cap of a training stage with --mini (DD:HH:MM:SS)
 Stages:
   0  data        corpus + data/{train,dev,test} (Kaldi data dirs)
-  1  codec       train the codec (resumes from its last checkpoint)
-  2  tokenize    tokenize train/dev/test into sharded token stores
-  3  codec_eval  evaluate the codec against Codec2 1200/3200 on the test speakers"
+  1  speakers    speaker embeddings (utt2embedding, spk2embedding) per split
+  2  codec       train the acoustic codec (resumes from its last checkpoint)
+  3  s3          train the supervised semantic (S3) tokenizer (CTC)
+  4  tokenize    token stores of train/dev/test for the codec and S3
+  5  teachers    LM (MiniLM) and semantic (S3 encoder) teacher features, CTC-aligned
+  6  codec_eval  codec vs Codec2 on the test speakers; S3 CER and codebook usage
+  7  vocoder     train the mel vocoder
+  8  llm         train the text-to-token LLM on S3 tokens
+  9  flow        train the flow-matching decoder on S3 tokens
+  10 flowomni    train the Flow-Omni continuous-token TTS
+  11 synth       clone each test speaker (CosyVoice-style and Flow-Omni) + vocoder resynthesis
+  12 tts_eval    WER, speaker similarity, robustness and RTF of the TTS systems
+  13 bench       DASB-style benchmark of the tokenizers and classical codecs
+  14 report      report page (tables, plots, audio) and a one-screen summary"
 
 . utils/parse_options.sh
 
+if [ "$smoke" = true ]; then
+  mini=true
+  [ -n "$tag" ] || tag=smoke
+  data_args="data.num_speakers=8 data.utts_per_speaker=4 data.num_dev_speakers=1 data.num_test_speakers=2 $data_args"
+  # A few updates per model, no validation: the point is that every stage runs and hands over.
+  train_args="trainer.max_steps=4 trainer.val_every_n_steps=1000 trainer.checkpoint_every_n_steps=2 $train_args"
+  synth_utts=2
+  bench_args="probe.asr_steps=4 probe.speaker_steps=4 lm_model.steps=4 swuggy_words=4 max_test_utts=4 max_train_utts=8"
+fi
 if [ "$mini" = true ]; then
   data_cfg="data=mini data.seed=$seed data.corpus_dir=downloads/mini_libritts_seed$seed"
   [ -n "$tag" ] || tag=mini
@@ -59,18 +89,35 @@ data=$data_dir
 exp=exp/$tag
 dump=dump/$tag
 mkdir -p "$exp"
+bench_args=${bench_args:-}
 
 declare -A paper_config=([wavtokenizer]=wavtokenizer_75_paper)
 if [ -z "$codec_config" ]; then
   if [ "$mini" = true ]; then codec_config=${codec}_tiny; else codec_config=${paper_config[$codec]:-${codec}_paper}; fi
+fi
+if [ "$mini" = true ]; then
+  size=tiny; s3_config=s3_tiny; vocoder_config=vocoder_tiny; llm_config=llm_tiny; flow_config=flow_tiny
+  flowomni_config=flowomni_tiny
+else
+  size=paper; s3_config=s3_v1_paper; vocoder_config=vocoder_paper; llm_config=llm_300m_paper
+  flow_config=flow_300m_paper; flowomni_config=flowomni_paper
 fi
 if [ "$ngpu" -gt 0 ]; then
   trainer="trainer=gpu trainer.devices=$ngpu"
 else
   trainer="trainer=cpu"
 fi
-[ "$mini" = true ] && trainer="$trainer trainer.max_time=$codec_budget"
+# budget NAME: the trainer overrides of one training stage (wall-clock cap with --mini)
+budget() {
+  local cap=""
+  if [ "$mini" = true ]; then local var="${1}_budget"; cap="trainer.max_time=${!var}"; fi
+  echo "$trainer $cap $train_args"
+}
 codec_exp=$exp/codec_$codec
+s3_exp=$exp/s3
+tts_exp=$exp/tts
+synth_args="max_utts=$synth_utts"
+[ "$synth_utts" = null ] && synth_args=""
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -94,18 +141,90 @@ run_stage() {
   log "stage $n ($name): done in $((SECONDS - t0)) s"
 }
 
+# each_split CMD...: CMD with SPLIT replaced by train, dev and test in turn
+each_split() {
+  local split
+  for split in train dev test; do "${@//SPLIT/$split}" || return 1; done
+}
+
 # shellcheck disable=SC2086
 run_stage 0 data python -m voxtok.recipes.prepare_data $data_cfg data_dir="$data" nj="$nj" \
   hydra_dir="$exp/stage0_data/hydra" $data_args
 
+run_stage 1 speakers each_split python -m voxtok.recipes.speaker_embeddings data_dir="$data/SPLIT" \
+  out_dir="$dump/spk/SPLIT" nj="$nj"
+
 # shellcheck disable=SC2086
-run_stage 1 codec python -m voxtok.recipes.train_codec codec="$codec_config" $trainer \
-  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp" $train_args
+run_stage 2 codec python -m voxtok.recipes.train_codec codec="$codec_config" $(budget codec) \
+  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp"
 
-run_stage 2 tokenize python -m voxtok.recipes.tokenize model="$codec_exp/model" data_dir="$data" \
-  out_dir="$dump/tokens/$codec" nj="$nj"
+# shellcheck disable=SC2086
+run_stage 3 s3 python -m voxtok.recipes.train_s3 codec="$s3_config" $(budget s3) \
+  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$s3_exp"
 
-run_stage 3 codec_eval python -m voxtok.recipes.eval_codec model="$codec_exp/model" test_dir="$data/test" \
-  out_dir="$codec_exp/eval" nj="$nj"
+tokenize_all() {
+  python -m voxtok.recipes.tokenize model="$codec_exp/model" data_dir="$data" out_dir="$dump/tokens/$codec" nj="$nj" &&
+  python -m voxtok.recipes.tokenize model="$s3_exp/model" data_dir="$data" out_dir="$dump/tokens/s3" nj="$nj"
+}
+run_stage 4 tokenize tokenize_all
+
+run_stage 5 teachers python -m voxtok.recipes.extract_teachers data_dir="$data" "splits=[train,dev,test]" \
+  out_dir="$dump/teachers" aligner.s3_model="$s3_exp/model" sm.s3_model="$s3_exp/model" nj="$nj"
+
+evaluate_tokenizers() {
+  python -m voxtok.recipes.eval_codec model="$codec_exp/model" test_dir="$data/test" out_dir="$codec_exp/eval" nj="$nj" &&
+  python -m voxtok.recipes.eval_s3 model="$s3_exp/model" test_dir="$data/test" out_dir="$s3_exp/eval"
+}
+run_stage 6 codec_eval evaluate_tokenizers
+
+# shellcheck disable=SC2086
+run_stage 7 vocoder python -m voxtok.recipes.train_vocoder tts="$vocoder_config" $(budget vocoder) \
+  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$tts_exp/vocoder"
+
+# shellcheck disable=SC2086
+run_stage 8 llm python -m voxtok.recipes.train_tts tts="$llm_config" $(budget llm) data_dir="$data" \
+  token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/llm"
+
+# shellcheck disable=SC2086
+run_stage 9 flow python -m voxtok.recipes.train_tts tts="$flow_config" $(budget flow) data_dir="$data" \
+  token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/flow"
+
+# shellcheck disable=SC2086
+run_stage 10 flowomni python -m voxtok.recipes.train_tts tts="$flowomni_config" $(budget flowomni) \
+  data_dir="$data" embedding_dir="$dump/spk" exp_dir="$tts_exp/flowomni"
+
+# write_manifests: the pipeline manifests (voxtok/tts/pipeline.py) that synthesis and the demo load;
+# paths are relative to the manifest so exp/ can be moved.
+write_manifests() {
+  local s3 spk
+  s3=$(realpath --relative-to="$tts_exp" "$s3_exp/model")
+  spk=$(realpath --relative-to="$tts_exp" "$dump/spk/train")
+  printf 'model: cosyvoice\nllm: llm/model\nflow: flow/model\nvocoder: vocoder/model\ntokenizer: %s\nspeakers: %s\n' \
+    "$s3" "$spk" > "$tts_exp/cosyvoice.yaml"
+  printf 'model: flowomni\nflowomni: flowomni/model\nvocoder: vocoder/model\nspeakers: %s\n' "$spk" > "$tts_exp/flowomni.yaml"
+}
+synthesize() {
+  write_manifests &&
+  # shellcheck disable=SC2086
+  python -m voxtok.recipes.synth_tts pipeline="$tts_exp/cosyvoice.yaml" test_dir="$data/test" \
+    out_dir="$tts_exp/synth_cosyvoice" resynth=true $synth_args &&
+  # shellcheck disable=SC2086
+  python -m voxtok.recipes.synth_tts pipeline="$tts_exp/flowomni.yaml" test_dir="$data/test" \
+    out_dir="$tts_exp/synth_flowomni" $synth_args
+}
+run_stage 11 synth synthesize
+
+run_stage 12 tts_eval python -m voxtok.recipes.eval_tts test_dir="$data/test" \
+  prompts="$tts_exp/synth_cosyvoice/prompts" out_dir="$tts_exp/eval" \
+  "systems={ground_truth: $data/test, vocoder_resynthesis: $tts_exp/synth_cosyvoice/resynth/data, cosyvoice: $tts_exp/synth_cosyvoice/data, flowomni: $tts_exp/synth_flowomni/data}"
+
+# shellcheck disable=SC2086
+run_stage 13 bench python -m voxtok.recipes.bench test_dir="$data/test" train_dir="$data/train" \
+  out_dir="$exp/bench" nj="$nj" $bench_args \
+  "systems=[identity,codec2_1200,codec2_3200,opus_6k,opus_12k,\"vtk:$codec_exp/model\",\"vtk:$s3_exp/model\"]"
+
+run_stage 14 report python -m voxtok.recipes.report exp_dir="$exp"
 
 log "finished stages $stage..$stop_stage for $exp"
+[ "$stop_stage" -ge 14 ] && [ -f "$exp/report/summary.txt" ] && cat "$exp/report/summary.txt"
+exit 0
