@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
-from voxtok.codecs.base import build_codec
-from voxtok.data.shards import ShardWriter
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError, UnknownSpeakerError
-from voxtok.recipes import CONFIG_DIR
 from voxtok.tts.cosyvoice import CosyVoicePipeline, timed_stream
-from voxtok.tts.flow import FlowDecoder
-from voxtok.tts.frontend import TextFrontend
-from voxtok.tts.llm import TextToTokenLM
-from voxtok.tts.pipeline import SpeakerTable, write_manifest
-from voxtok.tts.train import save_tts_model
-from voxtok.tts.vocoder import MelVocoder
+from voxtok.tts.pipeline import SpeakerTable
 
-
-def _model_cfg(path: str) -> dict:
-    return yaml.safe_load((CONFIG_DIR / path).read_text())["model"]
+from tts_fixtures import save_cosyvoice_exp, save_flowomni_exp, tiny_flowomni, tiny_tts_parts
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    torch.manual_seed(0)
-    frontend = TextFrontend("char", max_chars=60)
-    tokenizer = build_codec("s3", _model_cfg("codec/s3_tiny.yaml")).eval()
-    llm_cfg = _model_cfg("tts/llm_tiny.yaml") | {"text_vocab_size": frontend.vocab_size,
-                                                 "speech_vocab_size": tokenizer.codebook_size}
-    llm_cfg["max_token_text_ratio"] = 3.0  # short outputs keep the test fast
-    llm = TextToTokenLM.from_config(llm_cfg)
-    flow = FlowDecoder(_model_cfg("tts/flow_tiny.yaml") | {"vocab_size": tokenizer.codebook_size,
-                                                          "token_rate": tokenizer.frame_rate,
-                                                          "inference": {"n_steps": 2, "cfg_strength": 0.7,
-                                                                        "temperature": 1.0},
-                                                          "streaming": {"chunk_tokens": 6, "overlap_tokens": 2,
-                                                                        "context_tokens": 6}})
-    vocoder = MelVocoder(_model_cfg("tts/vocoder_tiny.yaml"))
-    speakers_dir = tmp_path_factory.mktemp("spk")
-    with ShardWriter(speakers_dir / "spk2embedding", meta={"dim": 256}, dtype="float32") as w:
-        v = np.random.default_rng(0).standard_normal(256).astype("float32")
-        w.add("spk1", v / np.linalg.norm(v))
-    return frontend, tokenizer, llm, flow, vocoder, speakers_dir
+    return tiny_tts_parts(tmp_path_factory.mktemp("spk"))
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +69,7 @@ def test_cli_synthesizes_from_a_manifest(parts, tmp_path, speech, capsys):
     from voxtok.audio import load_audio, save_audio
     from voxtok.cli import main
 
-    frontend, tokenizer, llm, flow, vocoder, speakers_dir = parts
-    tokenizer.save_pretrained(tmp_path / "s3")
-    save_tts_model(tmp_path / "llm", llm, {"frontend": frontend.to_dict()})
-    save_tts_model(tmp_path / "flow", flow)
-    vocoder.save_pretrained(tmp_path / "vocoder")
-    manifest = write_manifest(tmp_path / "tts" / "cosyvoice.yaml", {
-        "model": "cosyvoice", "llm": str(tmp_path / "llm"), "flow": str(tmp_path / "flow"),
-        "vocoder": str(tmp_path / "vocoder"), "tokenizer": str(tmp_path / "s3"), "speakers": str(speakers_dir)})
+    manifest = save_cosyvoice_exp(parts, tmp_path)
     save_audio(tmp_path / "ref.wav", torch.from_numpy(speech)[None], 16000)
     out = tmp_path / "out.wav"
     assert main(["tts", "synth", "--exp", str(tmp_path), "--text", "hello there", "--prompt-wav",
@@ -115,7 +78,7 @@ def test_cli_synthesizes_from_a_manifest(parts, tmp_path, speech, capsys):
     printed = capsys.readouterr().out
     assert "first chunk after" in printed and "RTF" in printed
     wav, sr = load_audio(out, check=False)
-    assert sr == vocoder.sample_rate and wav.shape[-1] > 0
+    assert sr == parts.vocoder.sample_rate and wav.shape[-1] > 0
     assert main(["tts", "speakers", "--pipeline", str(manifest)]) == 0
     assert "spk1" in capsys.readouterr().out
     assert main(["tts", "synth", "--pipeline", str(manifest), "--text", "", "--mode", "sft",
@@ -125,12 +88,10 @@ def test_cli_synthesizes_from_a_manifest(parts, tmp_path, speech, capsys):
 def test_flowomni_pipeline_modes_and_cli(parts, tmp_path, speech, capsys):
     from voxtok.audio import save_audio
     from voxtok.cli import main
-    from voxtok.tts.flowomni import FlowOmniTTS
     from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
 
     frontend, _, _, _, vocoder, speakers_dir = parts
-    cfg = _model_cfg("tts/flowomni_tiny.yaml") | {"text_vocab_size": frontend.vocab_size, "max_frame_text_ratio": 2.0}
-    model = FlowOmniTTS.from_config(cfg)
+    model = tiny_flowomni(frontend)
     pipe = FlowOmniPipeline(model, vocoder, frontend, SpeakerTable(speakers_dir))
     prompt = pipe.prepare_prompt(torch.from_numpy(speech)[None], 16000, "she sells sea shells")
     batch = pipe.synthesize_batch(["good day", "hi there"], [prompt, prompt], seed=5, n_steps=2)
@@ -140,10 +101,7 @@ def test_flowomni_pipeline_modes_and_cli(parts, tmp_path, speech, capsys):
     with pytest.raises(BadConfigError, match="guidance"):
         pipe.synthesize("hi", prompt, cfg_strength=0.7)
 
-    save_tts_model(tmp_path / "fo", model, {"frontend": frontend.to_dict()})
-    vocoder.save_pretrained(tmp_path / "vocoder")
-    write_manifest(tmp_path / "tts" / "flowomni.yaml", {"model": "flowomni", "flowomni": str(tmp_path / "fo"),
-                                                       "vocoder": str(tmp_path / "vocoder")})
+    save_flowomni_exp(model, parts, tmp_path)
     save_audio(tmp_path / "ref.wav", torch.from_numpy(speech)[None], 16000)
     args = ["tts", "synth", "--exp", str(tmp_path), "--model", "flowomni", "--text", "hi", "--prompt-wav",
             str(tmp_path / "ref.wav"), "--prompt-text", "she sells", "--steps", "2", "-o", str(tmp_path / "o.wav")]

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages VoxTok needs (voices for the synthetic corpus, classical codecs,
-# audio tools). Idempotent: returns at once when everything is already there.
+# audio tools, and chromium for the demo's browser test). Idempotent: returns at once when
+# everything is already there.
 set -euo pipefail
 
-need_cmds=(espeak-ng mbrola sox c2enc opusenc ffmpeg)
+need_cmds=(espeak-ng mbrola sox c2enc opusenc ffmpeg chromium chromedriver)
 need_voices=(us1 us2 us3 en1)
 
 missing=0
@@ -28,5 +29,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 \
-  sox libsox-fmt-all codec2 opus-tools ffmpeg >/dev/null
+  sox libsox-fmt-all codec2 opus-tools ffmpeg chromium chromium-driver >/dev/null
 echo "system packages installed"

@@ -19,13 +19,15 @@ codec_config=""    # configs/codec/<name>.yaml (default: <codec>_tiny with --min
 train_args=""      # extra Hydra overrides for every training stage, e.g. "trainer.max_steps=10"
 data_args=""       # extra Hydra overrides for stage 0, e.g. "data.num_speakers=8 data.utts_per_speaker=4"
 smoke=false        # true (implies --mini): a tiny corpus and a few updates per model (CI)
-# Wall-clock caps of the training stages with --mini (DD:HH:MM:SS); the whole run fits 30 minutes.
-codec_budget=00:00:04:00
-s3_budget=00:00:03:00
-vocoder_budget=00:00:03:00
-llm_budget=00:00:02:30
-flow_budget=00:00:02:30
-flowomni_budget=00:00:02:30
+# Wall-clock caps of the training stages with --mini (DD:HH:MM:SS). On CPU the training stages run
+# in pairs (codec | s3, vocoder | flowomni, llm | flow), one thread each; the whole run fits 30 minutes.
+# Flow-Omni gets the CPU time of the LLM and the flow together: the comparison is at equal budget.
+codec_budget=00:00:05:00
+s3_budget=00:00:05:00
+vocoder_budget=00:00:08:00
+flowomni_budget=00:00:08:00
+llm_budget=00:00:04:00
+flow_budget=00:00:04:00
 synth_utts=12      # test utterances synthesized per TTS system (null: all)
 
 help_message="Usage: $0 [options]
@@ -57,9 +59,9 @@ Stages:
   5  teachers    LM (MiniLM) and semantic (S3 encoder) teacher features, CTC-aligned
   6  codec_eval  codec vs Codec2 on the test speakers; S3 CER and codebook usage
   7  vocoder     train the mel vocoder
-  8  llm         train the text-to-token LLM on S3 tokens
-  9  flow        train the flow-matching decoder on S3 tokens
-  10 flowomni    train the Flow-Omni continuous-token TTS
+  8  flowomni    train the Flow-Omni continuous-token TTS
+  9  llm         train the text-to-token LLM on S3 tokens
+  10 flow        train the flow-matching decoder on S3 tokens
   11 synth       clone each test speaker (CosyVoice-style and Flow-Omni) + vocoder resynthesis
   12 tts_eval    WER, speaker similarity, robustness and RTF of the TTS systems
   13 bench       DASB-style benchmark of the tokenizers and classical codecs
@@ -107,10 +109,12 @@ if [ "$ngpu" -gt 0 ]; then
 else
   trainer="trainer=cpu"
 fi
-# budget NAME: the trainer overrides of one training stage (wall-clock cap with --mini)
+# budget NAME: the trainer overrides of one training stage (wall-clock cap with --mini; one thread
+# when CPU stages run in pairs)
 budget() {
   local cap=""
   if [ "$mini" = true ]; then local var="${1}_budget"; cap="trainer.max_time=${!var}"; fi
+  [ "$ngpu" -eq 0 ] && cap="$cap trainer.threads=1"
   echo "$trainer $cap $train_args"
 }
 codec_exp=$exp/codec_$codec
@@ -120,6 +124,18 @@ synth_args="max_utts=$synth_utts"
 [ "$synth_utts" = null ] && synth_args=""
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+
+# pair A B: run two `run_stage ...` command strings side by side on CPU (one after the other with
+# GPUs, where each training stage takes every GPU); fails if either fails.
+pair() {
+  if [ "$ngpu" -gt 0 ]; then eval "$1" && eval "$2"; return; fi
+  eval "$1" & local a=$!
+  eval "$2" & local b=$!
+  local status=0
+  wait "$a" || status=1
+  wait "$b" || status=1
+  [ "$status" -eq 0 ] || { log "a training stage failed, see the logs above"; exit 1; }
+}
 
 # run_stage N NAME CMD...: runs CMD with its output in exp/<tag>/stageN_NAME/log, unless the stage
 # is marked complete (.done) and --force is false. A killed stage has no .done and re-runs.
@@ -141,26 +157,18 @@ run_stage() {
   log "stage $n ($name): done in $((SECONDS - t0)) s"
 }
 
-# each_split CMD...: CMD with SPLIT replaced by train, dev and test in turn
-each_split() {
-  local split
-  for split in train dev test; do "${@//SPLIT/$split}" || return 1; done
-}
-
 # shellcheck disable=SC2086
 run_stage 0 data python -m voxtok.recipes.prepare_data $data_cfg data_dir="$data" nj="$nj" \
   hydra_dir="$exp/stage0_data/hydra" $data_args
 
-run_stage 1 speakers each_split python -m voxtok.recipes.speaker_embeddings data_dir="$data/SPLIT" \
-  out_dir="$dump/spk/SPLIT" nj="$nj"
+run_stage 1 speakers python -m voxtok.recipes.speaker_embeddings data_dir="$data" "splits=[train,dev,test]" \
+  out_dir="$dump/spk" nj="$nj"
 
-# shellcheck disable=SC2086
-run_stage 2 codec python -m voxtok.recipes.train_codec codec="$codec_config" $(budget codec) \
-  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp"
-
-# shellcheck disable=SC2086
-run_stage 3 s3 python -m voxtok.recipes.train_s3 codec="$s3_config" $(budget s3) \
-  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$s3_exp"
+# shellcheck disable=SC2016
+pair 'run_stage 2 codec python -m voxtok.recipes.train_codec codec="$codec_config" $(budget codec) \
+        train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp"' \
+     'run_stage 3 s3 python -m voxtok.recipes.train_s3 codec="$s3_config" $(budget s3) \
+        train_dir="$data/train" valid_dir="$data/dev" exp_dir="$s3_exp"'
 
 tokenize_all() {
   python -m voxtok.recipes.tokenize model="$codec_exp/model" data_dir="$data" out_dir="$dump/tokens/$codec" nj="$nj" &&
@@ -177,21 +185,17 @@ evaluate_tokenizers() {
 }
 run_stage 6 codec_eval evaluate_tokenizers
 
-# shellcheck disable=SC2086
-run_stage 7 vocoder python -m voxtok.recipes.train_vocoder tts="$vocoder_config" $(budget vocoder) \
-  train_dir="$data/train" valid_dir="$data/dev" exp_dir="$tts_exp/vocoder"
+# shellcheck disable=SC2016
+pair 'run_stage 7 vocoder python -m voxtok.recipes.train_vocoder tts="$vocoder_config" $(budget vocoder) \
+        train_dir="$data/train" valid_dir="$data/dev" exp_dir="$tts_exp/vocoder"' \
+     'run_stage 8 flowomni python -m voxtok.recipes.train_tts tts="$flowomni_config" $(budget flowomni) \
+        data_dir="$data" embedding_dir="$dump/spk" exp_dir="$tts_exp/flowomni"'
 
-# shellcheck disable=SC2086
-run_stage 8 llm python -m voxtok.recipes.train_tts tts="$llm_config" $(budget llm) data_dir="$data" \
-  token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/llm"
-
-# shellcheck disable=SC2086
-run_stage 9 flow python -m voxtok.recipes.train_tts tts="$flow_config" $(budget flow) data_dir="$data" \
-  token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/flow"
-
-# shellcheck disable=SC2086
-run_stage 10 flowomni python -m voxtok.recipes.train_tts tts="$flowomni_config" $(budget flowomni) \
-  data_dir="$data" embedding_dir="$dump/spk" exp_dir="$tts_exp/flowomni"
+# shellcheck disable=SC2016
+pair 'run_stage 9 llm python -m voxtok.recipes.train_tts tts="$llm_config" $(budget llm) data_dir="$data" \
+        token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/llm"' \
+     'run_stage 10 flow python -m voxtok.recipes.train_tts tts="$flow_config" $(budget flow) data_dir="$data" \
+        token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/flow"'
 
 # write_manifests: the pipeline manifests (voxtok/tts/pipeline.py) that synthesis and the demo load;
 # paths are relative to the manifest so exp/ can be moved.

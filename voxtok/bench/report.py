@@ -61,6 +61,9 @@ DOWNSTREAM = (
     Column("swuggy", "sWUGGY acc", ".1%", True),
 )
 ALL_COLUMNS = {c.key: c for c in (*RECONSTRUCTION, *TOKENS, *DOWNSTREAM)}
+# One table with the headline number of each part (table.md; the other tables are in report.md).
+SUMMARY = tuple(ALL_COLUMNS[k] for k in ("kbps", "tier", "pesq_wb", "stoi", "dwer", "speaker_similarity", "usage",
+                                         "probe_cer", "probe_spk_acc", "lm_bits_per_s", "swuggy"))
 RANKED_METRICS = ("pesq_wb", "stoi", "dwer", "speaker_similarity", "probe_wer", "probe_spk_acc", "swuggy")
 PLOTTED_METRICS = ("pesq_wb", "stoi", "dwer")
 
@@ -215,6 +218,7 @@ def plot_rate_distortion(rows: Sequence[dict], out_dir: str | os.PathLike) -> li
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out_dir = Path(out_dir)
     written = []
@@ -240,6 +244,11 @@ def plot_rate_distortion(rows: Sequence[dict], out_dir: str | os.PathLike) -> li
         for boundary in (1.5, 6.0):
             ax.axvline(boundary, linestyle=":", color="grey", linewidth=0.8)
         ax.set_xscale("log")
+        # Readable bitrate ticks instead of bare powers of ten.
+        lows, highs = min(x for _, x, _ in systems), max(x for _, x, _ in systems)
+        ticks = [t for t in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64) if lows / 1.5 <= t <= highs * 1.5]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("measured bitrate (kbit/s)")
         ax.set_ylabel(col.header + (" (lower is better)" if col.higher_is_better is False else ""))
         ax.set_title(f"{col.header} vs bitrate")
@@ -275,7 +284,9 @@ def _describe(meta: dict) -> list[str]:
 
 
 def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write results.csv, table.md, rd_*.png, report.md and report.html into `out_dir`; returns report.md."""
+    """Write results.csv, table.md (the summary table), rd_*.png, report.md and report.html (summary,
+    reconstruction, token and downstream tables, tier rankings, plots, notes) into `out_dir`;
+    returns the path of report.md."""
     if not rows:
         raise BadConfigError("no benchmark results to report")
     meta = meta or {}
@@ -283,10 +294,12 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "results.csv")
     plots = plot_rate_distortion(rows, out_dir)
+    summary = table(rows, SUMMARY, keep_empty=True)
     tables = [(title, *table(rows, cols, keep_empty=title == "Reconstruction")) for title, cols in _SECTIONS]
     rankings = ranking_tables(rows)
 
     md = ["# VoxTok tokenizer benchmark", ""] + [f"- {line}" for line in _describe(meta)] + [""]
+    md += ["## Summary", "", markdown_table(*summary)]
     for title, headers, body in tables:
         md += [f"## {title}", "", markdown_table(headers, body)]
     md += ["## Ranking per bitrate tier", "",
@@ -300,7 +313,7 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | 
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     md_text = "\n".join(md)
-    _atomic_write(out_dir / "table.md", "\n".join(markdown_table(h, b) for _, h, b in tables))
+    _atomic_write(out_dir / "table.md", markdown_table(*summary))
     _atomic_write(out_dir / "report.md", md_text)
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>VoxTok benchmark</title>",
@@ -309,6 +322,7 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | 
              "img{max-width:32%;margin-right:1%}</style></head><body>",
              "<h1>VoxTok tokenizer benchmark</h1><ul>"]
     parts += [f"<li>{html.escape(line)}</li>" for line in _describe(meta)] + ["</ul>"]
+    parts += ["<h2>Summary</h2>", html_table(*summary)]
     for title, headers, body in tables:
         parts += [f"<h2>{html.escape(title)}</h2>", html_table(headers, body)]
     parts.append("<h2>Ranking per bitrate tier</h2>")

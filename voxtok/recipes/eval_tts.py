@@ -105,8 +105,10 @@ def summarize(rows: list[dict], systems: dict[str, str]) -> str:
         skipped = np.mean([r["skipped"] for r in sel])
         repeated = np.mean([r["repeated"] for r in sel])
         robust = 1 - np.mean([r["skipped"] or r["repeated"] for r in sel])
+        sims = [r["sim"] for r in sel if np.isfinite(r["sim"])]
+        sim = f"{np.mean(sims):.3f}" + ("" if len(sims) == len(sel) else f" ({len(sel) - len(sims)} silent)") if sims else "-"
         lines.append(f"| {name} | {len(sel)} | {np.mean([r['wer'] for r in sel]):.1%} | "
-                     f"{np.nanmean([r['sim'] for r in sel]):.3f} | {skipped:.0%} | {repeated:.0%} | {robust:.0%} | {rtf} |")
+                     f"{sim} | {skipped:.0%} | {repeated:.0%} | {robust:.0%} | {rtf} |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,10 @@
 
 Example:
     python -m voxtok.recipes.speaker_embeddings data_dir=data/train out_dir=dump/spk/train nj=2
+    python -m voxtok.recipes.speaker_embeddings data_dir=data out_dir=dump/spk "splits=[train,dev,test]"
 
-Writes <out_dir>/utt2embedding and <out_dir>/spk2embedding (shard stores of float32 [256]); see
+With `splits`, data_dir/<split> goes to out_dir/<split> for each split in one process (the model
+loads once). Writes <out_dir>/utt2embedding and <out_dir>/spk2embedding (shard stores of float32 [256]); see
 `voxtok.tts.speaker`. A killed run resumes: utterances already stored are skipped.
 """
 
@@ -18,8 +20,12 @@ from voxtok.recipes import recipe_main
 def main(cfg: DictConfig) -> None:
     from voxtok.tts.speaker import compute_embeddings
 
-    compute_embeddings(cfg.data_dir, cfg.out_dir, nj=int(cfg.nj), batch_size=int(cfg.batch_size),
-                       device=str(cfg.device))
+    from pathlib import Path
+
+    pairs = ([(Path(cfg.data_dir) / s, Path(cfg.out_dir) / s) for s in cfg.splits] if cfg.get("splits")
+             else [(cfg.data_dir, cfg.out_dir)])
+    for data_dir, out_dir in pairs:
+        compute_embeddings(data_dir, out_dir, nj=int(cfg.nj), batch_size=int(cfg.batch_size), device=str(cfg.device))
 
 
 if __name__ == "__main__":
