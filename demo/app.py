@@ -17,7 +17,6 @@ import atexit
 import logging
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    backend = DemoBackend(exp, limits, work_dir=tempfile.mkdtemp(prefix="voxtok-demo-"))
+    backend = DemoBackend(exp, limits)
     atexit.register(backend.close)
     threading.Thread(target=backend.warm_up, name="warm-up", daemon=True).start()
     import gradio as gr

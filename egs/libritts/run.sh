@@ -76,7 +76,7 @@ if [ "$smoke" = true ]; then
   # A few updates per model, no validation: the point is that every stage runs and hands over.
   train_args="trainer.max_steps=4 trainer.val_every_n_steps=1000 trainer.checkpoint_every_n_steps=2 $train_args"
   synth_utts=2
-  bench_args="probe.asr_steps=4 probe.speaker_steps=4 lm_model.steps=4 swuggy_words=4 max_test_utts=4 max_train_utts=8"
+  bench_args="asr=false probe.asr_steps=4 probe.speaker_steps=4 lm_model.steps=4 swuggy_words=4 max_test_utts=4 max_train_utts=8"
 fi
 if [ "$mini" = true ]; then
   data_cfg="data=mini data.seed=$seed data.corpus_dir=downloads/mini_libritts_seed$seed"
