@@ -38,3 +38,6 @@ mini: setup
 
 clean-stamps:
 	rm -rf $(STAMPS)
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(PY) demo/app.py --exp egs/libritts/exp/mini $(DEMO_ARGS)

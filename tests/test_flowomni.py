@@ -11,7 +11,7 @@ from voxtok.tts.flowomni import (
     IGNORE_INDEX, STATE_GENERATING, STATE_PAD, STATE_START, STATE_STOP, FlowHead, FlowOmniTTS, frames_to_steps,
     state_targets, steps_to_frames,
 )
-from voxtok.tts.train import load_tts_model, save_tts_model
+from voxtok.tts.registry import load_tts_model, save_tts_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tts"
 N_MELS = 80

@@ -9,7 +9,7 @@ import yaml
 
 from voxtok.errors import BadConfigError, VoxTokError
 from voxtok.tts.flow import FlowDecoder, frame_noise
-from voxtok.tts.train import build_tts_model, load_tts_model, save_tts_model
+from voxtok.tts.registry import build_tts_model, load_tts_model, save_tts_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tts"
 N_MELS = 20

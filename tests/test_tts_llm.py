@@ -269,7 +269,7 @@ def test_recipe_trains_toy_mapping_exports_and_loads(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from voxtok.recipes.train_tts import train
-    from voxtok.tts.train import load_tts_model
+    from voxtok.tts.registry import load_tts_model
 
     data, tokens, emb = make_corpus(tmp_path)
     exp = tmp_path / "exp"

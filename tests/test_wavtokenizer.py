@@ -1,6 +1,5 @@
 """WavTokenizer: published sizes, encode/decode contracts, checkpoints and token files."""
 
-import struct
 from pathlib import Path
 
 import pytest

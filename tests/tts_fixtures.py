@@ -16,7 +16,7 @@ from voxtok.tts.flow import FlowDecoder
 from voxtok.tts.frontend import TextFrontend
 from voxtok.tts.llm import TextToTokenLM
 from voxtok.tts.pipeline import write_manifest
-from voxtok.tts.train import save_tts_model
+from voxtok.tts.registry import save_tts_model
 from voxtok.tts.vocoder import MelVocoder
 
 

@@ -118,7 +118,7 @@ class DemoBackend:
         try:
             import voxtok.tts.cosyvoice  # noqa: F401
             import voxtok.tts.flowomni_pipeline  # noqa: F401
-            import voxtok.tts.train  # noqa: F401  (imports lightning: seconds)
+            import voxtok.tts.registry  # noqa: F401
             from voxtok.tts.speaker import SpeakerEncoder
 
             SpeakerEncoder()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from voxtok.cli.common import command as _command
-from voxtok.errors import VoxTokError
 
 
 def _data_validate(args: argparse.Namespace) -> int:

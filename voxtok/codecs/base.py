@@ -12,16 +12,15 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from voxtok.codecs.tokenfile import TokenHeader, check_code_range, read_tokens, write_tokens
+from voxtok.checkpoint import atomic_dir, write_weights
 from voxtok.errors import BadConfigError, BadTokenFileError
 
 CODEC_REGISTRY: dict[str, type["Codec"]] = {}
@@ -169,26 +168,15 @@ class Codec(torch.nn.Module):
     # -- checkpoints
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write config.yaml, model.safetensors and metadata.json into `path` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / "model.safetensors"))
-            digest = file_hash(tmp / "model.safetensors")
+        with atomic_dir(path) as tmp:
+            digest = file_hash(write_weights(self, tmp))
             (tmp / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
             meta = {"codec": self.codec_name, "checkpoint_hash": digest, "sample_rate": self.sample_rate,
                     "frame_rate": self.frame_rate, "n_q": self.n_q, "codebook_size": self.codebook_size,
                     "format": 1}
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         self.checkpoint_hash = digest
-        return path
+        return Path(path)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> "Codec":

@@ -11,7 +11,7 @@ Inputs per split (train_split, valid_split): <data_dir>/<split> (text, utt2spk, 
 embeddings). The vocabulary sizes and the tokenizer's name and frame rate are taken from the
 frontend and the token store, overriding the YAML. The trained model is exported to
 exp_dir/model (config.yaml with the frontend and token metadata + model.safetensors), loadable
-with `voxtok.tts.train.load_tts_model`.
+with `voxtok.tts.registry.load_tts_model`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader
 
 from voxtok.codecs.train import build_trainer, check_trainer_config, last_checkpoint
 from voxtok.data.dataset import LengthBucketSampler
-from voxtok.data.shards import ShardStore
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 from voxtok.tts.dataset import TTSDataset, collate_tts
 from voxtok.tts.frontend import TextFrontend
-from voxtok.tts.train import TTSModule, build_tts_model, save_tts_model
+from voxtok.tts.registry import build_tts_model, save_tts_model
+from voxtok.tts.train import TTSModule
 
 # Token-store metadata worth keeping with the model: synthesis must decode with the same tokenizer.
 TOKEN_META_KEYS = ("codec", "checkpoint_hash", "sample_rate", "frame_rate", "n_q", "codebook_size")

@@ -63,7 +63,7 @@ class CosyVoicePipeline(TTSPipeline):
         """Load the parts from their `save_pretrained` / export folders."""
         from voxtok.codecs.base import load_codec
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.train import load_tts_model
+        from voxtok.tts.registry import load_tts_model
         from voxtok.tts.vocoder import MelVocoder
 
         llm, llm_cfg = load_tts_model(llm_dir)

@@ -47,7 +47,7 @@ from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError, VoxTokError
 from voxtok.tts.conformer import ConformerEncoder
 from voxtok.tts.flow_estimators import MaskedGroupNorm, build_estimator
-from voxtok.tts.train import register_tts_model
+from voxtok.tts.registry import register_tts_model
 
 DEFAULTS: dict[str, Any] = {
     "vocab_size": 4096,

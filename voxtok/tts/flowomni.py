@@ -56,7 +56,7 @@ from voxtok.data.dataset import length_mask
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError
 from voxtok.tts.dataset import as_mel_config
 from voxtok.tts.llm import _as_items, _pad, build_causal_backbone, pack_segments
-from voxtok.tts.train import register_tts_model
+from voxtok.tts.registry import register_tts_model
 
 STATE_START, STATE_PAD, STATE_GENERATING, STATE_STOP = range(4)
 STATE_NAMES = ("start", "pad", "generating", "stop")

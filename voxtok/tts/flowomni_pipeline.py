@@ -34,7 +34,7 @@ class FlowOmniPipeline(TTSPipeline):
     def from_manifest(cls, path: str | os.PathLike) -> "FlowOmniPipeline":
         """Load the parts a manifest names (`flowomni`, `vocoder`, optional `speakers`)."""
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.train import load_tts_model
+        from voxtok.tts.registry import load_tts_model
         from voxtok.tts.vocoder import MelVocoder
 
         spec = read_manifest(path)

@@ -27,7 +27,7 @@ from torch import nn
 
 from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError, BadTextError, BadTokenFileError
-from voxtok.tts.train import register_tts_model
+from voxtok.tts.registry import register_tts_model
 
 IGNORE_INDEX = -100
 SOS, TASK = 0, 1  # rows of the special-embedding table

@@ -14,8 +14,6 @@ Arrays are 1-D ([256], `ndim` 1). A killed run resumes: utterances already store
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from voxtok.audio import resample, validate_waveform
 from voxtok.data.dataset import load_utterance
+from voxtok.checkpoint import atomic_dir
 from voxtok.data.kaldi import DataDir
 from voxtok.data.shards import ShardStore, ShardWriter
 from voxtok.errors import BadAudioError, BadDataDirError
@@ -169,9 +168,8 @@ def _write_speaker_store(data: DataDir, out_dir: Path) -> list[str]:
     Returns the speakers left out because none of their utterances has an embedding.
     """
     utt_store = ShardStore(out_dir / UTT_STORE)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{SPK_STORE}.", dir=out_dir))
     empty = []
-    try:
+    with atomic_dir(out_dir / SPK_STORE) as tmp:
         with ShardWriter(tmp, {**STORE_META, "level": "speaker"}, dtype="float32", shard_items=100_000,
                          resume=False, expect_ndim=1) as writer:
             for spk, utts in sorted(data.spk2utt.items()):
@@ -180,13 +178,6 @@ def _write_speaker_store(data: DataDir, out_dir: Path) -> list[str]:
                     writer.add(spk, _mean_direction(vectors))
                 else:
                     empty.append(spk)
-        final = out_dir / SPK_STORE
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return empty
 
 

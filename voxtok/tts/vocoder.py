@@ -29,7 +29,7 @@ from voxtok.audio import MelConfig, MelSpectrogram
 from voxtok.codecs.modules.vocos import ISTFTHead, VocosBackbone
 from voxtok.codecs.wavtokenizer import GeneratorOutput
 from voxtok.errors import BadConfigError
-from voxtok.tts.train import load_tts_model, register_tts_model, save_tts_model
+from voxtok.tts.registry import load_tts_model, register_tts_model, save_tts_model
 
 DEFAULT_MEL = "cosyvoice"
 
