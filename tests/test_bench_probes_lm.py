@@ -14,7 +14,7 @@ from voxtok.bench.probes import (ALPHABET, AttentionMLP, CodebookEmbedding, Prob
 from voxtok.errors import BadConfigError
 
 TINY = ProbeConfig(dim=32, attention_hidden=16, lstm_hidden=48, lstm_layers=1, conv_channels=32, dropout=0.0,
-                   batch_size=8, lr=3e-3)
+                   batch_size=8, asr_lr=1e-2, speaker_lr=3e-3)
 
 
 def test_one_embedding_table_with_per_codebook_offsets():
@@ -62,7 +62,7 @@ def test_asr_probe_learns_to_read_spelled_tokens():
     test = [(_spoken(s, rng), s) for s in sentences[50:]]
     # 25 frames/s is below the CTC rate floor: frames are repeated, so decoding still works.
     result = train_asr_probe(train, test, n_q=2, codebook_size=32, frame_rate=25.0,
-                             cfg=ProbeConfig(**{**TINY.to_dict(), "asr_steps": 150, "lr": 1e-2}))
+                             cfg=ProbeConfig(**{**TINY.to_dict(), "asr_steps": 150}))
     assert result["probe_cer"] < 0.1 and result["probe_wer"] < 0.2, result  # untrained: CER ~0.9, WER 1
     assert result["probe_ctc_loss"] < 0.5
 
