@@ -1,6 +1,5 @@
 """DASB-style probes and the token LM: modules, a few training steps on tokens with a known answer."""
 
-import math
 import random
 
 import numpy as np

@@ -1,7 +1,6 @@
 """The benchmark: systems and bitrate accounting, tiers and ranking, the report files, and the runner
 (known answers, a failing system, cache reuse)."""
 
-import json
 import math
 from pathlib import Path
 

@@ -22,13 +22,13 @@ smoke=false        # true (implies --mini): a tiny corpus and a few updates per 
 # Wall-clock caps of the training stages with --mini (DD:HH:MM:SS). On CPU the training stages run
 # in pairs (codec | s3, vocoder | flowomni, llm | flow), one thread each; the whole run fits 30 minutes.
 # Flow-Omni gets the CPU time of the LLM and the flow together: the comparison is at equal budget.
-codec_budget=00:00:05:00
-s3_budget=00:00:05:00
-vocoder_budget=00:00:08:00
-flowomni_budget=00:00:08:00
-llm_budget=00:00:04:00
-flow_budget=00:00:04:00
-synth_utts=12      # test utterances synthesized per TTS system (null: all)
+codec_budget=00:00:04:00
+s3_budget=00:00:04:00
+vocoder_budget=00:00:05:00
+flowomni_budget=00:00:05:00
+llm_budget=00:00:02:30
+flow_budget=00:00:02:30
+synth_utts=8       # test utterances synthesized per TTS system with --mini (null: all)
 
 help_message="Usage: $0 [options]
   e.g.: $0 --mini true                      # synthetic corpus, tiny models, CPU, < 30 min
@@ -69,6 +69,9 @@ Stages:
 
 . utils/parse_options.sh
 
+# The benchmark with --mini: a subset and short probe / LM budgets, the same for every system.
+bench_args="max_test_utts=24 max_train_utts=120 probe.asr_steps=200 probe.speaker_steps=150 lm_model.steps=200 swuggy_words=16"
+eval_args="max_utts=40"
 if [ "$smoke" = true ]; then
   mini=true
   [ -n "$tag" ] || tag=smoke
@@ -91,7 +94,7 @@ data=$data_dir
 exp=exp/$tag
 dump=dump/$tag
 mkdir -p "$exp"
-bench_args=${bench_args:-}
+if [ "$mini" != true ]; then bench_args=""; eval_args=""; synth_utts=null; fi
 
 declare -A paper_config=([wavtokenizer]=wavtokenizer_75_paper)
 if [ -z "$codec_config" ]; then
@@ -180,7 +183,9 @@ run_stage 5 teachers python -m voxtok.recipes.extract_teachers data_dir="$data" 
   out_dir="$dump/teachers" aligner.s3_model="$s3_exp/model" sm.s3_model="$s3_exp/model" nj="$nj"
 
 evaluate_tokenizers() {
-  python -m voxtok.recipes.eval_codec model="$codec_exp/model" test_dir="$data/test" out_dir="$codec_exp/eval" nj="$nj" &&
+  # shellcheck disable=SC2086
+  python -m voxtok.recipes.eval_codec model="$codec_exp/model" test_dir="$data/test" out_dir="$codec_exp/eval" \
+    nj="$nj" $eval_args &&
   python -m voxtok.recipes.eval_s3 model="$s3_exp/model" test_dir="$data/test" out_dir="$s3_exp/eval"
 }
 run_stage 6 codec_eval evaluate_tokenizers

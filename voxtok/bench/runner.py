@@ -29,7 +29,7 @@ import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -553,7 +553,3 @@ def run_benchmark(cfg: BenchConfig) -> list[dict]:
     write_report(rows, out, meta)
     return rows
 
-
-def config_dict(cfg: BenchConfig) -> dict:
-    """The config as plain data (for logs)."""
-    return asdict(cfg)

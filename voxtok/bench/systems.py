@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from voxtok.errors import BadConfigError
@@ -432,9 +431,3 @@ def build_system(spec: SystemSpec | str, device: str = "cpu") -> System:
         return DACSystem(spec, device)
     return ClassicalSystem(spec)
 
-
-def resample_like(wav: torch.Tensor | np.ndarray, from_rate: int, to_rate: int) -> torch.Tensor:
-    """Mono [T] from one rate to another (no-op when equal)."""
-    from voxtok.audio import resample
-
-    return resample(torch.as_tensor(wav).reshape(-1).float(), from_rate, to_rate).reshape(-1)
