@@ -70,7 +70,7 @@ Stages:
 . utils/parse_options.sh
 
 # The benchmark with --mini: a subset and short probe / LM budgets, the same for every system.
-bench_args="max_test_utts=24 max_train_utts=120 probe.asr_steps=200 probe.speaker_steps=150 lm_model.steps=200 swuggy_words=16"
+bench_args="max_test_utts=12 max_train_utts=120 probe.asr_steps=200 probe.speaker_steps=150 lm_model.steps=200 swuggy_words=16"
 eval_args="max_utts=40"
 if [ "$smoke" = true ]; then
   mini=true

@@ -42,13 +42,29 @@ def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
     return cells[0], [row for row in cells[2:]]
 
 
-def stage_times(exp_dir: Path) -> list[tuple[str, int]]:
-    """[(stage dir name, seconds)] in stage order, from the `seconds` files run.sh writes."""
+def stage_times(exp_dir: Path) -> list[tuple[str, int, float]]:
+    """[(stage dir name, seconds, finish time)] in stage order, from run.sh's `seconds` and `.done` files."""
     found = []
     for d in exp_dir.glob("stage*_*"):
-        if (d / "seconds").is_file():
-            found.append((int(d.name[5:].split("_")[0]), d.name, int((d / "seconds").read_text().strip() or 0)))
-    return [(name, sec) for _, name, sec in sorted(found)]
+        if (d / "seconds").is_file() and (d / ".done").is_file():
+            found.append((int(d.name[5:].split("_")[0]), d.name, int((d / "seconds").read_text().strip() or 0),
+                          (d / ".done").stat().st_mtime))
+    return [(name, sec, end) for _, name, sec, end in sorted(found)]
+
+
+def wall_seconds(times: list[tuple[str, int, float]]) -> int:
+    """Time covered by the stages: stages that ran side by side count once, pauses between runs not at all."""
+    spans = sorted((end - sec, end) for _, sec, end in times)
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in spans:
+        if cur_end is None or start > cur_end:
+            total += (cur_end - cur_start) if cur_end is not None else 0.0
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return int(round(total))
 
 
 def _clips(folder: Path, out: Path, label: str) -> list[tuple[str, str]]:
@@ -115,13 +131,13 @@ def build_report(exp_dir: str | os.PathLike) -> Path:
         page.extend(f"<div>{html.escape(name)} <audio controls src='{src}'></audio></div>" for name, src in clips)
     times = stage_times(exp_dir)
     if times:
-        rows = [[name, f"{sec // 60}:{sec % 60:02d}"] for name, sec in times]
-        total = sum(sec for _, sec in times)
-        rows.append(["total", f"{total // 60}:{total % 60:02d}"])
+        rows = [[name, f"{sec // 60}:{sec % 60:02d}"] for name, sec, _ in times]
+        total = wall_seconds(times)
+        rows.append(["total (wall clock; paired stages ran side by side)", f"{total // 60}:{total % 60:02d}"])
         page.append("<h2>Stage run times</h2>" + html_table(["stage", "min:s"], rows))
         md.append("## Stage run times\n\n| stage | min:s |\n|---|---:|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows))
-        summary.append("\nstage times: " + ", ".join(f"{n.split('_', 1)[1]} {s}s" for n, s in times)
-                       + f"; total {total // 60} min {total % 60} s")
+        summary.append("\nstage times: " + ", ".join(f"{n.split('_', 1)[1]} {s}s" for n, s, _ in times)
+                       + f"; total (wall clock) {total // 60} min {total % 60} s")
     page.append("</body></html>")
     summary.append(f"\nreport: {out / 'index.html'}")
     for name, text in (("index.html", "\n".join(page)), ("report.md", "\n".join(md) + "\n"),
