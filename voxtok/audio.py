@@ -205,6 +205,25 @@ class MelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def from_spec(spec: "MelConfig | str | dict | None", default: str | None = None) -> "MelConfig | None":
+        """A MelConfig from a config value: a MelConfig, a preset name, or a dict of fields with an
+        optional "preset" base (else the `default` preset, else the plain defaults). None gives the
+        `default` preset, or None without one. Unknown field names are a BadConfigError."""
+        if spec is None:
+            return MelConfig.preset(default) if default else None
+        if isinstance(spec, MelConfig):
+            return spec
+        if isinstance(spec, str):
+            return MelConfig.preset(spec)
+        fields = dict(spec)
+        name = fields.pop("preset", default)
+        base = MelConfig.preset(name) if name else MelConfig()
+        unknown = sorted(set(fields) - set(base.to_dict()))
+        if unknown:
+            raise BadConfigError(f"unknown mel setting(s) {unknown} (MelConfig fields: {sorted(base.to_dict())})")
+        return base.with_(**fields)
+
 
 class MelSpectrogram(torch.nn.Module):
     """Log-mel spectrogram: wav [B, 1, T] or [B, T] -> log mel [B, n_mels, frames].

@@ -27,21 +27,6 @@ from voxtok.errors import BadConfigError, BadDataDirError, BadTextError, VoxTokE
 _ENCODE_CHUNK = 1000  # texts per frontend call (one espeak-ng process per chunk in phoneme mode)
 
 
-def as_mel_config(value: MelConfig | Mapping[str, Any] | str | None) -> MelConfig | None:
-    """A MelConfig from a MelConfig, a preset name ("cosyvoice", "vocos", ...) or a dict of fields
-    (optionally with "preset" as the base)."""
-    if value is None or isinstance(value, MelConfig):
-        return value
-    if isinstance(value, str):
-        return MelConfig.preset(value)
-    fields = dict(value)
-    base = MelConfig.preset(fields.pop("preset")) if "preset" in fields else MelConfig()
-    try:
-        return base.with_(**fields)
-    except TypeError as err:
-        raise BadConfigError(f"bad mel config {dict(value)}: {err}") from None
-
-
 def _problem_list(problems: dict[str, str]) -> str:
     first = next(iter(problems.items()))
     return f"{len(problems)} utterance(s) unusable, e.g. {first[0]}: {first[1]}"
@@ -75,7 +60,7 @@ class TTSDataset(Dataset):
         self.frontend = frontend
         self.tokens = ShardStore(token_store) if isinstance(token_store, (str, os.PathLike)) else token_store
         self.embeddings = self._open_embeddings(embeddings_dir)
-        self.mel_config = as_mel_config(mel_config)
+        self.mel_config = MelConfig.from_spec(mel_config)
         self.mel = MelSpectrogram(self.mel_config) if self.mel_config is not None else None
         self._mel_cache: dict[str, torch.Tensor] | None = {} if cache_mels else None
 

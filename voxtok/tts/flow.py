@@ -86,16 +86,6 @@ def merge_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def _mel_config(spec: str | Mapping[str, Any]) -> MelConfig:
-    if isinstance(spec, str):
-        return MelConfig.preset(spec)
-    spec = dict(spec)
-    base = MelConfig.preset(spec.pop("preset")) if "preset" in spec else MelConfig()
-    try:
-        return base.with_(**spec)
-    except TypeError as exc:
-        raise BadConfigError(f"bad flow mel config: {exc}") from None
-
 
 class LengthRegulator(nn.Module):
     """Token features -> mel-rate features: per-segment linear interpolation, then convs.
@@ -211,7 +201,7 @@ class FlowDecoder(nn.Module):
         super().__init__()
         cfg = merge_config(config)
         self.config = cfg
-        self.mel_config = _mel_config(cfg["mel"])
+        self.mel_config = MelConfig.from_spec(cfg["mel"])
         self.n_mels = int(self.mel_config.n_mels)
         self.vocab_size = int(cfg["vocab_size"])
         self.token_rate = float(cfg["token_rate"])

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxtok.data.dataset import length_mask
+from voxtok.audio import MelConfig
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError
-from voxtok.tts.dataset import as_mel_config
 from voxtok.tts.llm import _as_items, _pad, build_causal_backbone, pack_segments
 from voxtok.tts.registry import register_tts_model
 
@@ -332,7 +332,7 @@ class FlowOmniTTS(nn.Module):
         self.r = int(cfg["frames_per_step"])
         if self.r <= 0:
             raise BadConfigError(f"frames_per_step (r) must be >= 1, got {cfg['frames_per_step']}")
-        self.mel_config = as_mel_config(cfg["mel"])
+        self.mel_config = MelConfig.from_spec(cfg["mel"])
         self.n_mels = int(self.mel_config.n_mels)
         self.mel_mean, self.mel_std = float(cfg["mel_mean"]), float(cfg["mel_std"])
         if not self.mel_std > 0:

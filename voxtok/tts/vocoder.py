@@ -34,18 +34,6 @@ from voxtok.tts.registry import load_tts_model, register_tts_model, save_tts_mod
 DEFAULT_MEL = "cosyvoice"
 
 
-def mel_config_from(spec: str | dict[str, Any] | None) -> MelConfig:
-    """A preset name, or {preset, field overrides...}, -> MelConfig."""
-    if spec is None or isinstance(spec, str):
-        return MelConfig.preset(spec or DEFAULT_MEL)
-    fields = dict(spec)
-    base = MelConfig.preset(fields.pop("preset", DEFAULT_MEL))
-    unknown = sorted(set(fields) - set(base.to_dict()))
-    if unknown:
-        raise BadConfigError(f"unknown mel setting(s) {unknown} (MelConfig fields: {sorted(base.to_dict())})")
-    return base.with_(**fields)
-
-
 @register_tts_model("mel_vocoder")
 class MelVocoder(nn.Module):
     """Log-mel -> waveform generator. Build with `MelVocoder(config)` (see the module docstring)."""
@@ -53,7 +41,7 @@ class MelVocoder(nn.Module):
     def __init__(self, config: dict[str, Any]):
         super().__init__()
         self.config = copy.deepcopy(dict(config))
-        self.mel_config = mel_config_from(self.config.get("mel"))
+        self.mel_config = MelConfig.from_spec(self.config.get("mel"), default=DEFAULT_MEL)
         if self.mel_config.center:
             raise BadConfigError("the mel vocoder needs an uncentred mel (center: false), so T' frames "
                                  "map to T' * hop samples")
