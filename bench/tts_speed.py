@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from codec_speed import best_time  # bench/ is on sys.path when a script here runs
 from voxtok.tts.flow import FlowDecoder
 from voxtok.tts.frontend import TextFrontend
 from voxtok.tts.llm import SamplingConfig, TextToTokenLM
@@ -39,17 +40,6 @@ TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank to
 
 def model_cfg(name: str) -> dict:
     return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]
-
-
-def best_time(fn, repeats: int) -> float:
-    """Fastest of `repeats` calls after one warm-up, in seconds."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def build(size: str):

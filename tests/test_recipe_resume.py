@@ -7,17 +7,15 @@ test never touches the repository's own exp/ and data/.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from recipe_copy import RECIPE, copy_recipe, recipe_env
 
-RECIPE = Path(__file__).resolve().parents[1] / "egs" / "libritts"
 SMALL_CORPUS = "data.num_speakers=8 data.utts_per_speaker=3 data.num_dev_speakers=1 data.num_test_speakers=1"
 TRAIN = ("trainer.val_every_n_steps=1000 trainer.checkpoint_every_n_steps=2 trainer.log_every_n_steps=1 "
          "codec.data.batch_size=2 codec.data.crop_seconds=0.4")
@@ -34,9 +32,8 @@ def _stage_number(name: str) -> int:
 
 
 def _run(workdir: Path, *args: str, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", VOXTOK_PROGRESS="0")
     return subprocess.Popen(["bash", "run.sh", "--mini", "true", "--tag", "t", "--nj", "1", *args], cwd=workdir,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+                            env=recipe_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def _updates_in(ckpt: Path) -> int:
@@ -46,11 +43,7 @@ def _updates_in(ckpt: Path) -> int:
 
 @pytest.mark.slow
 def test_killed_training_resumes_and_finished_stages_are_skipped(tmp_path):
-    work = tmp_path / "recipe"
-    work.mkdir()
-    for item in ("run.sh", "path.sh", "utils"):
-        src = RECIPE / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    work = copy_recipe(tmp_path)
     data_stage, codec_stage = _stage_number("data"), _stage_number("codec")
 
     first = _run(work, "--stop_stage", str(codec_stage), "--data_args", SMALL_CORPUS,

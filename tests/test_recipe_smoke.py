@@ -7,26 +7,16 @@ report). Quality is not the point here; the mini recipe and the README tables ar
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-RECIPE = Path(__file__).resolve().parents[1] / "egs" / "libritts"
+from recipe_copy import copy_recipe, recipe_env
 
 
 @pytest.mark.slow
 def test_smoke_recipe_runs_every_stage_to_the_report(tmp_path):
-    work = tmp_path / "recipe"
-    work.mkdir()
-    for item in ("run.sh", "path.sh", "utils"):
-        src = RECIPE / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", VOXTOK_PROGRESS="0")
-    run = subprocess.run(["bash", "run.sh", "--smoke", "true", "--nj", "1"], cwd=work, env=env,
+    work = copy_recipe(tmp_path)
+    run = subprocess.run(["bash", "run.sh", "--smoke", "true", "--nj", "1"], cwd=work, env=recipe_env(),
                          capture_output=True, text=True, timeout=900)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from voxtok.bench.fit import fit_steps
 from voxtok.errors import BadConfigError
 
 VOWELS = "aeiou"
@@ -132,32 +133,21 @@ def train_lm(train: Sequence[np.ndarray], n_q: int, codebook_size: int, cfg: LMC
 
     Returns (model in eval mode, mean training NLL per code in nats over the last 10 % of steps).
     """
-    from tqdm import tqdm
-
     train = [np.asarray(c) for c in train if np.asarray(c).shape[-1] > 0]
     if not train:
         raise BadConfigError("the token LM needs at least one non-empty training utterance")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model = TokenLM(n_q, codebook_size, cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warm = max(1, cfg.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    losses = []
-    model.train()
-    for _ in tqdm(range(cfg.steps), desc="token LM", leave=False, disable=not progress, mininterval=2.0):
+
+    def batch_loss() -> torch.Tensor:
         codes, mask = _window_batch(train, cfg.context, cfg.batch_size, rng)
         nll = model.nll(codes)  # [B, Q, W]
         weights = mask[:, None, :].expand_as(nll).float()
-        loss = (nll * weights).sum() / weights.sum()
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
+        return (nll * weights).sum() / weights.sum()
+
+    losses = fit_steps(model, batch_loss, cfg.steps, cfg.lr, clip=1.0, desc="token LM", progress=progress,
+                       betas=(0.9, 0.98))
     return model, float(np.mean(losses[-max(1, len(losses) // 10):]))
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from voxtok.bench.asr import char_error_rate, normalize_text, word_error_rate
+from voxtok.bench.fit import fit_steps
 from voxtok.errors import BadConfigError
 
 # CTC labels: blank (0) then these characters; `normalize_text` leaves nothing else.
@@ -191,23 +192,6 @@ def split_by_speaker(utt2spk: dict[str, str], test_share: float, seed: int) -> t
     return sorted(train), sorted(test)
 
 
-def _optimiser(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-
-
-def _schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    # Short linear warm-up, then cosine to zero: stable for a few hundred steps and for thousands.
-    warm = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
-
-
-def _progress(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, disable=not progress, mininterval=2.0)
-
-
 # ----------------------------------------------------------------------------- ASR probe
 
 
@@ -226,27 +210,17 @@ def train_asr_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[tupl
     rng = random.Random(cfg.seed)
     repeat = max(1, math.ceil(cfg.min_ctc_rate / frame_rate))
     model = CTCProbe(n_q, codebook_size, cfg, repeat)
-    opt = _optimiser(model, cfg.asr_lr)
-    sched = _schedule(opt, cfg.asr_steps)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    losses = []
-    model.train()
-    with _progress(cfg.asr_steps, "probe asr", progress) as bar:
-        for _ in range(cfg.asr_steps):
-            batch = rng.sample(train, min(cfg.batch_size, len(train)))
-            codes, lengths = pad_codes([c for c, _ in batch])
-            targets = torch.tensor([i for _, ids in batch for i in ids], dtype=torch.long)
-            target_lengths = torch.tensor([len(ids) for _, ids in batch], dtype=torch.long)
-            log_probs, out_lengths = model(codes, lengths)
-            loss = ctc(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update()
-    model.eval()
+
+    def batch_loss() -> torch.Tensor:
+        batch = rng.sample(train, min(cfg.batch_size, len(train)))
+        codes, lengths = pad_codes([c for c, _ in batch])
+        targets = torch.tensor([i for _, ids in batch for i in ids], dtype=torch.long)
+        target_lengths = torch.tensor([len(ids) for _, ids in batch], dtype=torch.long)
+        log_probs, out_lengths = model(codes, lengths)
+        return ctc(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
+
+    losses = fit_steps(model, batch_loss, cfg.asr_steps, cfg.asr_lr, clip=5.0, desc="probe asr", progress=progress)
     hyps = []
     with torch.no_grad():
         for start in range(0, len(test), 16):
@@ -289,24 +263,15 @@ def train_speaker_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[
     rng = random.Random(cfg.seed)
     crop = max(1, int(round(cfg.speaker_crop_s * frame_rate)))
     model = SpeakerProbe(n_q, codebook_size, len(speakers), cfg)
-    opt = _optimiser(model, cfg.speaker_lr)
-    sched = _schedule(opt, cfg.speaker_steps)
-    losses = []
-    model.train()
-    with _progress(cfg.speaker_steps, "probe speaker", progress) as bar:
-        for _ in range(cfg.speaker_steps):
-            batch = rng.sample(list(train), min(cfg.batch_size, len(train)))
-            codes, lengths = pad_codes([_crop(np.asarray(c), crop, rng) for c, _ in batch])
-            labels = torch.tensor([index[s] for _, s in batch])
-            loss = nn.functional.cross_entropy(model(codes, lengths), labels)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update()
-    model.eval()
+
+    def batch_loss() -> torch.Tensor:
+        batch = rng.sample(list(train), min(cfg.batch_size, len(train)))
+        codes, lengths = pad_codes([_crop(np.asarray(c), crop, rng) for c, _ in batch])
+        labels = torch.tensor([index[s] for _, s in batch])
+        return nn.functional.cross_entropy(model(codes, lengths), labels)
+
+    losses = fit_steps(model, batch_loss, cfg.speaker_steps, cfg.speaker_lr, clip=5.0, desc="probe speaker",
+                       progress=progress)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(test), 16):

@@ -231,6 +231,28 @@ def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: li
     )
 
 
+def fit_and_export(module: L.LightningModule, train_loader, valid_loader, tcfg: dict[str, Any],
+                   exp_dir: str | Path, name: str, export: Callable[[Path], Any],
+                   steps_per_update: int = OPTIMIZER_STEPS_PER_UPDATE) -> Path:
+    """Fit `module` (resuming from exp_dir's last.ckpt), then `export(exp_dir / "model")` on rank 0.
+
+    Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; that becomes a SystemExit
+    so a recipe never mistakes it for a finished stage (last.ckpt is there: a re-run resumes).
+    Returns the export folder.
+    """
+    exp_dir = Path(exp_dir)
+    trainer = build_trainer(tcfg, exp_dir, steps_per_update=steps_per_update)
+    trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
+    updates = int(getattr(module, "updates", trainer.global_step))
+    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
+        raise SystemExit(f"training interrupted after {updates} updates; re-run to resume")
+    out = exp_dir / "model"
+    if trainer.is_global_zero:
+        export(out)
+        print(f"exported {name} after {updates} updates to {out}")
+    return out
+
+
 def last_checkpoint(exp_dir: str | Path) -> str | None:
     """Path of exp_dir/checkpoints/last.ckpt when a previous run left one (for resuming).
 

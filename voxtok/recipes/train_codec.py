@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
 from voxtok.codecs.distill_data import TeacherClipDataset, collate_teacher_batch, resolve_teacher_dims
-from voxtok.codecs.train import GANModule, build_trainer, check_trainer_config, last_checkpoint
+from voxtok.codecs.train import GANModule, check_trainer_config, fit_and_export
 from voxtok.data.dataset import AudioClipDataset, collate_audio
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
@@ -67,24 +67,8 @@ def train(cfg: DictConfig) -> Path:
         raise BadConfigError(f"codec config {ccfg['name']} distils from teacher features {streams}: set teachers_dir")
     module = GANModule(codec, ccfg, max_steps=int(tcfg["max_steps"]), sample_rate=codec.sample_rate)
     train_loader, valid_loader = make_loaders(plain, codec.sample_rate, codec)
-    return fit_and_export(module, train_loader, valid_loader, tcfg, Path(plain["exp_dir"]), ccfg["name"])
-
-
-def fit_and_export(module: GANModule, train_loader: DataLoader, valid_loader: DataLoader, tcfg: dict,
-                   exp_dir: Path, name: str) -> Path:
-    """Fit a GAN module (resuming from exp_dir's last.ckpt), then export its generator with
-    `save_pretrained` to exp_dir/model on rank 0; returns that folder."""
-    trainer = build_trainer(tcfg, exp_dir)
-    trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
-    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
-        # Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; the recipe must not
-        # mistake that for a finished stage. last.ckpt is there, so a re-run resumes.
-        raise SystemExit(f"training interrupted after {int(module.updates)} updates; re-run to resume")
-    out = exp_dir / "model"
-    if trainer.is_global_zero:
-        module.generator.save_pretrained(out)
-        print(f"exported {name} after {int(module.updates)} updates to {out}")
-    return out
+    return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], ccfg["name"],
+                          export=codec.save_pretrained)
 
 
 @recipe_main("train_codec")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
-from voxtok.codecs.train import build_trainer, check_trainer_config, last_checkpoint
+from voxtok.codecs.train import check_trainer_config, fit_and_export
 from voxtok.codecs.train_asr import CTCModule
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
 from voxtok.errors import BadConfigError
@@ -53,18 +53,8 @@ def train(cfg: DictConfig) -> Path:
         raise BadConfigError(f"codec '{ccfg['name']}' is not a CTC-trained tokenizer (use train_codec)")
     module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]))
     train_loader, valid_loader = make_loaders(plain, model)
-    exp_dir = Path(plain["exp_dir"])
-    trainer = build_trainer(tcfg, exp_dir, steps_per_update=1)
-    trainer.fit(module, train_loader, valid_loader, ckpt_path=last_checkpoint(exp_dir))
-    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
-        # Lightning stops gracefully on SIGTERM/Ctrl-C and returns normally; the recipe must not
-        # mistake that for a finished stage. last.ckpt is there, so a re-run resumes.
-        raise SystemExit(f"training interrupted after {int(module.updates)} updates; re-run to resume")
-    out = exp_dir / "model"
-    if trainer.is_global_zero:
-        model.save_pretrained(out)
-        print(f"exported {ccfg['name']} after {int(module.updates)} updates to {out}")
-    return out
+    return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], ccfg["name"],
+                          export=model.save_pretrained, steps_per_update=1)
 
 
 @recipe_main("train_s3")

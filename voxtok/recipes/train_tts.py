@@ -23,7 +23,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from voxtok.codecs.train import build_trainer, check_trainer_config, last_checkpoint
+from voxtok.codecs.train import check_trainer_config, fit_and_export
 from voxtok.data.dataset import LengthBucketSampler
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
@@ -124,18 +124,10 @@ def train(cfg: DictConfig) -> Path:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid utterances")
     module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]))
-    exp_dir = Path(plain["exp_dir"])
-    trainer = build_trainer(tcfg, exp_dir, steps_per_update=1)
-    trainer.fit(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
-                ckpt_path=last_checkpoint(exp_dir))
-    if trainer.interrupted or getattr(trainer, "received_sigterm", False):
-        # Lightning returns normally after SIGTERM/Ctrl-C: the stage must not look finished.
-        raise SystemExit(f"training interrupted after {trainer.global_step} updates; re-run to resume")
-    out = exp_dir / "model"
-    if trainer.is_global_zero:
-        save_tts_model(out, model, extra={"frontend": frontend.to_dict(), "tokens": token_meta})
-        print(f"exported {tts['name']} after {trainer.global_step} updates to {out}")
-    return out
+    extra = {"frontend": frontend.to_dict(), "tokens": token_meta}
+    return fit_and_export(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
+                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: save_tts_model(out, model, extra=extra),
+                          steps_per_update=1)
 
 
 @recipe_main("train_tts")

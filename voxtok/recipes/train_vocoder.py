@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from voxtok.codecs.train import GANModule, check_trainer_config
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
-from voxtok.recipes.train_codec import fit_and_export, make_loaders
+from voxtok.codecs.train import fit_and_export
+from voxtok.recipes.train_codec import make_loaders
 
 
 def train(cfg: DictConfig) -> Path:
@@ -35,7 +36,8 @@ def train(cfg: DictConfig) -> Path:
     vocoder = MelVocoder.from_config(vcfg["model"])
     module = GANModule(vocoder, vcfg, max_steps=int(tcfg["max_steps"]), sample_rate=vocoder.sample_rate)
     train_loader, valid_loader = make_loaders(plain, vocoder.sample_rate, section="tts")
-    return fit_and_export(module, train_loader, valid_loader, tcfg, Path(plain["exp_dir"]), vcfg["name"])
+    return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], vcfg["name"],
+                          export=module.generator.save_pretrained)
 
 
 @recipe_main("train_vocoder")

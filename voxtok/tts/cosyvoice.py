@@ -162,7 +162,7 @@ class CosyVoicePipeline(TTSPipeline):
         emitted_mel = None
         kw = dict(n_steps=n_steps, cfg_strength=cfg_strength, seed=seed)
 
-        def decode(start: int, end: int, final: bool):
+        def decode(start: int, end: int):
             nonlocal emitted_mel
             toks = torch.tensor(tokens, dtype=torch.long)[None]
             mel, lengths = self.flow.synthesize_chunk(
@@ -181,12 +181,12 @@ class CosyVoicePipeline(TTSPipeline):
             tokens.extend(int(t) for t in chunk)
             bounds.append((start, len(tokens)))
             while bounds and bounds[0][1] + overlap <= len(tokens):
-                yield decode(*bounds.pop(0), final=False)
+                yield decode(*bounds.pop(0))
         if not tokens:  # the LLM stopped at once: still give the (short) audio of one token
             tokens.append(0)
             bounds.append((0, 1))
         while bounds:
-            yield decode(*bounds.pop(0), final=True)
+            yield decode(*bounds.pop(0))
 
 
 def timed_stream(chunks: Iterator[torch.Tensor]) -> tuple[torch.Tensor, float]:
