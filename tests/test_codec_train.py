@@ -18,7 +18,8 @@ from voxtok.recipes.train_codec import train
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough for a few CPU steps per second; the structure is the tiny config's.
 SMALL = [
-    "codec.model.encoder.n_filters=8", "codec.model.encoder.dimension=32",
+    "codec.model.encoder.dim=32", "codec.model.encoder.intermediate_dim=64", "codec.model.encoder.num_layers=1",
+    "codec.model.encoder.dimension=32",
     "codec.model.quantizer.codebook_size=64", "codec.model.backbone.dim=48",
     "codec.model.backbone.intermediate_dim=96", "codec.model.backbone.num_layers=1",
     "codec.discriminators.options.mpd.channels=4", "codec.discriminators.options.mpd.max_channels=16",

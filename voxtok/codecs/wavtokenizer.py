@@ -2,7 +2,8 @@
 
 Config (the `model:` block of configs/codec/wavtokenizer_*.yaml):
     sample_rate: 24000
-    encoder: SEANetEncoder kwargs (n_filters, dimension, ratios, lstm_layers, causal, ...)
+    encoder: SEANetEncoder kwargs (n_filters, dimension, ratios, lstm_layers, causal, ...), or
+             {kind: mel, ...} for a MelEncoder (log-mel front end + ConvNeXt stack; the tiny config)
     quantizer: {kind: rvq, n_q: 1, codebook_size: 4096, decay, kmeans_init, dead_code_threshold, ...}
     backbone: VocosBackbone kwargs (dim, intermediate_dim, num_layers, pos_net, ...)
     head: {n_fft, padding}  (hop = the encoder's hop)
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from voxtok.codecs.base import Codec, register_codec
+from voxtok.codecs.modules.mel_encoder import MelEncoder
 from voxtok.codecs.modules.quantize import QuantizerOutput, ResidualVQ, build_quantizer
 from voxtok.codecs.modules.seanet import SEANetEncoder
 from voxtok.codecs.modules.vocos import ISTFTHead, VocosBackbone
@@ -49,6 +51,20 @@ def quantizer_stats(q: QuantizerOutput) -> dict[str, float]:
     return stats
 
 
+ENCODERS = ("seanet", "mel")
+
+
+def build_encoder(config: dict[str, Any], sample_rate: int) -> SEANetEncoder | MelEncoder:
+    """The encoder named by `config["kind"]` ("seanet", the default and the paper's, or "mel")."""
+    enc = dict(config)
+    kind = enc.pop("kind", "seanet")
+    if kind == "seanet":
+        return SEANetEncoder(**enc)
+    if kind == "mel":
+        return MelEncoder(sample_rate=sample_rate, **enc)
+    raise BadConfigError(f"unknown WavTokenizer encoder kind '{kind}' (choose from {list(ENCODERS)})")
+
+
 @register_codec("wavtokenizer")
 class WavTokenizer(Codec):
     """Single-codebook acoustic codec with a Vocos/ISTFT decoder (40 or 75 tokens/s at 24 kHz)."""
@@ -57,8 +73,7 @@ class WavTokenizer(Codec):
         super().__init__(config)
         cfg = copy.deepcopy(config)
         self.sample_rate = int(cfg.get("sample_rate", 24000))
-        enc = cfg["encoder"]
-        self.encoder = SEANetEncoder(**enc)
+        self.encoder = build_encoder(cfg["encoder"], self.sample_rate)
         self.hop_length = self.encoder.hop_length
         dim = self.encoder.dimension
         qcfg = dict(cfg["quantizer"])
@@ -116,15 +131,20 @@ class WavTokenizer(Codec):
         losses = {"commit": q.commit_loss, "codebook": q.codebook_loss}
         return GeneratorOutput(recon, losses, quantizer_stats(q), q)
 
-    # The encoder's receptive field reaches about 4.75 frames to the right (measured for both
-    # published hops). Encoding with this many zero frames appended makes every valid frame see
-    # the same zeros after its signal whether or not it is padded inside a batch, so batched and
-    # unbatched encodes give identical codes.
+    # The SEANet encoder's receptive field reaches about 4.75 frames to the right (measured for
+    # both published hops; a MelEncoder states its own). Encoding with this many zero frames
+    # appended makes every valid frame see the same zeros after its signal whether or not it is
+    # padded inside a batch, so batched and unbatched encodes give identical codes.
     RIGHT_CONTEXT_FRAMES = 6
+
+    @property
+    def right_context_frames(self) -> int:
+        """Zero frames appended before encoding (see RIGHT_CONTEXT_FRAMES)."""
+        return getattr(self.encoder, "right_context_frames", self.RIGHT_CONTEXT_FRAMES)
 
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
         frames = -(-wav.shape[-1] // self.hop_length)
-        tail = frames * self.hop_length - wav.shape[-1] + self.RIGHT_CONTEXT_FRAMES * self.hop_length
+        tail = frames * self.hop_length - wav.shape[-1] + self.right_context_frames * self.hop_length
         latent = self.encoder(torch.nn.functional.pad(wav, (0, tail)))[..., :frames]
         if self.residual:
             return self.quantizer.encode(latent, n_q=n_q)
