@@ -92,6 +92,9 @@ def test_unknown_encoder_kind_is_a_config_error():
     cfg["encoder"]["kind"] = "wav2vec"
     with pytest.raises(BadConfigError, match="encoder kind 'wav2vec'"):
         build_codec("wavtokenizer", cfg)
+    cfg["encoder"].update(kind="mel", hop_length=320, n_fft=1279)  # "same" framing would drop a frame
+    with pytest.raises(BadConfigError, match="even difference"):
+        build_codec("wavtokenizer", cfg)
 
 
 def test_decode_restores_length(tiny):

@@ -16,6 +16,7 @@ from torch import nn
 
 from voxtok.audio import MelConfig, MelSpectrogram
 from voxtok.codecs.modules.vocos import VocosBackbone
+from voxtok.errors import BadConfigError
 
 
 class MelEncoder(nn.Module):
@@ -40,6 +41,10 @@ class MelEncoder(nn.Module):
         self.dimension = dimension
         self.hop_length = hop_length
         n_fft = n_fft or 4 * hop_length
+        if n_fft <= hop_length or (n_fft - hop_length) % 2:
+            # "same" framing pads (n_fft - hop) / 2 each side; an odd difference loses a frame.
+            raise BadConfigError(f"MelEncoder needs n_fft > hop_length with an even difference, "
+                                 f"got n_fft {n_fft}, hop {hop_length}")
         self.mel = MelSpectrogram(MelConfig.preset("vocos").with_(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, center=False,
             log_floor=log_floor))
