@@ -152,7 +152,7 @@ class DemoBackend:
             raise BadConfigError(f"unreadable codec metadata ({exc})", dirs[name] / "metadata.json") from None
 
     def codec_choices(self) -> list[tuple[str, str]]:
-        """(label, folder name) per codec, e.g. ("wavtokenizer (codec_wavtokenizer): 1 x 1024 codes, 75 Hz",
+        """(label, folder name) per codec, e.g. ("wavtokenizer (codec_wavtokenizer): 1 x 4096 codes, 75 Hz",
         "codec_wavtokenizer")."""
         out = []
         for name in self.codec_dirs():
