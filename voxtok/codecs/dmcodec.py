@@ -105,11 +105,6 @@ def check_teacher_batch(teachers: dict[str, Any]) -> dict[str, torch.Tensor]:
 class DMCodec(Codec):
     """SpeechTokenizer-style RVQ codec with optional LM / speech-model distillation heads."""
 
-    # The convolutions before the LSTM see ~2 frames to the right and the last conv 3 more;
-    # encoding with this many zero frames appended makes a valid frame's code independent of how
-    # much padding follows it in a batch (the LSTM itself is packed to each item's length).
-    RIGHT_CONTEXT_FRAMES = 6
-
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         cfg = copy.deepcopy(config)
@@ -219,9 +214,10 @@ class DMCodec(Codec):
     # -- the Codec API
     def inference_latent(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Audio [B, 1, T] (lengths [B] samples, None = all T) -> latent [B, D, ceil(T / hop)] as
-        encode() quantizes it: valid frames do not depend on the padding that follows them."""
+        encode() quantizes it: valid frames do not depend on the padding that follows them (the
+        encoder's right context is zero-padded; the LSTM itself is packed to each item's length)."""
         frames = -(-wav.shape[-1] // self.hop_length)
-        tail = frames * self.hop_length - wav.shape[-1] + self.RIGHT_CONTEXT_FRAMES * self.hop_length
+        tail = frames * self.hop_length - wav.shape[-1] + self.encoder.right_context_frames * self.hop_length
         valid = (torch.full((wav.shape[0],), frames, dtype=torch.long) if lengths is None
                  else self.code_lengths(torch.as_tensor(lengths).reshape(-1).cpu()))
         return self.encode_latent(torch.nn.functional.pad(wav, (0, tail)), valid)[..., :frames]

@@ -51,18 +51,19 @@ def quantizer_stats(q: QuantizerOutput) -> dict[str, float]:
     return stats
 
 
-ENCODERS = ("seanet", "mel")
+# encoder kind -> class; "seanet" is the default and the paper's encoder.
+ENCODERS = {"seanet": SEANetEncoder, "mel": MelEncoder}
 
 
 def build_encoder(config: dict[str, Any], sample_rate: int) -> SEANetEncoder | MelEncoder:
-    """The encoder named by `config["kind"]` ("seanet", the default and the paper's, or "mel")."""
+    """The encoder named by `config["kind"]` (see ENCODERS), built from the other keys."""
     enc = dict(config)
     kind = enc.pop("kind", "seanet")
-    if kind == "seanet":
-        return SEANetEncoder(**enc)
-    if kind == "mel":
-        return MelEncoder(sample_rate=sample_rate, **enc)
-    raise BadConfigError(f"unknown WavTokenizer encoder kind '{kind}' (choose from {list(ENCODERS)})")
+    if kind not in ENCODERS:
+        raise BadConfigError(f"unknown WavTokenizer encoder kind '{kind}' (choose from {list(ENCODERS)})")
+    if kind == "mel":  # the mel front end needs the rate; SEANet is rate-agnostic
+        enc["sample_rate"] = sample_rate
+    return ENCODERS[kind](**enc)
 
 
 @register_codec("wavtokenizer")
@@ -131,16 +132,11 @@ class WavTokenizer(Codec):
         losses = {"commit": q.commit_loss, "codebook": q.codebook_loss}
         return GeneratorOutput(recon, losses, quantizer_stats(q), q)
 
-    # The SEANet encoder's receptive field reaches about 4.75 frames to the right (measured for
-    # both published hops; a MelEncoder states its own). Encoding with this many zero frames
-    # appended makes every valid frame see the same zeros after its signal whether or not it is
-    # padded inside a batch, so batched and unbatched encodes give identical codes.
-    RIGHT_CONTEXT_FRAMES = 6
-
     @property
     def right_context_frames(self) -> int:
-        """Zero frames appended before encoding (see RIGHT_CONTEXT_FRAMES)."""
-        return getattr(self.encoder, "right_context_frames", self.RIGHT_CONTEXT_FRAMES)
+        """Zero frames appended before encoding: the encoder's own right context, so batched and
+        unbatched encodes give identical codes."""
+        return self.encoder.right_context_frames
 
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
         frames = -(-wav.shape[-1] // self.hop_length)

@@ -12,6 +12,7 @@ signal of T' * hop samples gives exactly T' frames, aligned with the ISTFT head'
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from voxtok.audio import MelConfig, MelSpectrogram
@@ -55,7 +56,7 @@ class MelEncoder(nn.Module):
         # embedding conv and one k7 depthwise conv per ConvNeXt block.
         self.right_context_frames = -(-(n_fft - hop_length) // (2 * hop_length)) + 3 * (1 + num_layers)
 
-    def forward(self, wav):
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, 1, T] (T a multiple of hop_length) -> latent [B, dimension, T / hop_length]."""
         mel = self.mel(wav.squeeze(1))  # [B, n_mels, T / hop]
         return self.proj(self.backbone(mel)).transpose(1, 2)

@@ -119,6 +119,12 @@ class SEANetEncoder(nn.Module):
     Shapes: [B, channels, T] -> [B, dimension, ceil(T / hop_length)].
     """
 
+    # Frames to the right that reach one latent frame, rounded up: the convolutions before the
+    # LSTM see ~2 frames and the last conv 3 more (measured ~4.75 for the published WavTokenizer
+    # and SpeechTokenizer hops). Codecs append this many zero frames before encoding, so a valid
+    # frame's code does not depend on how much padding follows it in a batch.
+    right_context_frames = 6
+
     def __init__(
         self,
         channels: int = 1,
