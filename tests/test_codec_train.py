@@ -100,3 +100,26 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert (exp / "model" / "model.safetensors").is_file()
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)
     assert int(ckpt["state_dict"]["updates"]) == 3
+
+
+def test_stoi_loss_and_speed_perturbation_train(tmp_path):
+    data = make_data_dir(tmp_path)
+    exp = tmp_path / "exp"
+    # 0.5 s crops: the STOI loss needs one 30-frame (~0.4 s) segment of active audio.
+    train(config(data, exp, "trainer.max_steps=6", "trainer.val_every_n_steps=6", "codec.data.crop_seconds=0.5",
+                 "++codec.loss.stoi=100", "++codec.data.speed_perturb=0.1"))
+    stoi_terms = scalars(exp, "train/stoi_loss")
+    assert len(stoi_terms) == 6 and all(0 < v < 1.5 for v in stoi_terms)
+    assert len(scalars(exp, "val/stoi_loss")) >= 1
+
+
+def test_speed_perturbation_with_teacher_streams_is_refused():
+    from types import SimpleNamespace
+
+    from voxtok.errors import BadConfigError
+    from voxtok.recipes.train_codec import make_loaders
+
+    cfg = {"codec": {"data": {"crop_seconds": 1.0, "batch_size": 2, "speed_perturb": 0.1}},
+           "train_dir": "unused", "valid_dir": "unused", "teachers_dir": "unused"}
+    with pytest.raises(BadConfigError, match="speed_perturb cannot be used with teacher streams"):
+        make_loaders(cfg, 16000, codec=SimpleNamespace(teacher_streams=("lm",)))

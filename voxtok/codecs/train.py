@@ -3,7 +3,7 @@
 The generator is any nn.Module with `training_forward(wav [B, 1, T], lengths [B]) ->
 GeneratorOutput` (reconstruction + unweighted auxiliary losses); batch entries other than
 utts / wav / lengths (e.g. teacher features for distillation) reach it as keyword arguments.
-The discriminators, the adversarial / feature-matching / mel / waveform losses and two AdamW
+The discriminators, the adversarial / feature-matching / mel / waveform / STOI losses and two AdamW
 optimisers with warmup + cosine schedules are set by the `discriminators`, `loss` and `optim`
 config blocks.
 
@@ -29,6 +29,7 @@ from voxtok.codecs.modules.discriminators import build_discriminators
 from voxtok.codecs.modules.losses import (
     MultiResolutionMelLoss, discriminator_loss, feature_matching_loss, generator_adv_loss, waveform_l1_loss,
 )
+from voxtok.codecs.modules.stoi_loss import StoiLoss
 from voxtok.errors import BadConfigError
 
 OPTIMIZER_STEPS_PER_UPDATE = 2  # generator + discriminator
@@ -77,6 +78,8 @@ class GANModule(L.LightningModule):
         self.fm_weight = float(loss.get("feature_matching", 1.0))
         self.adv_weight = float(loss.get("adversarial_weight", 1.0))
         self.wav_weight = float(loss.get("waveform_l1", 0.0))
+        self.stoi_weight = float(loss.get("stoi", 0.0))
+        self.stoi_loss = StoiLoss(sample_rate)
         self.aux_weights = {k: float(v) for k, v in (loss.get("aux") or {}).items()}
         self.disc_start = int(cfg["optim"].get("disc_start_step", 0))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -136,6 +139,10 @@ class GANModule(L.LightningModule):
             wl1 = waveform_l1_loss(recon, wav, lengths)
             g_loss = g_loss + self.wav_weight * wl1
             logs["train/wav_l1"] = float(wl1.detach())
+        if self.stoi_weight:
+            stoi_term = self.stoi_loss(recon, wav, lengths)
+            g_loss = g_loss + self.stoi_weight * stoi_term
+            logs["train/stoi_loss"] = float(stoi_term.detach())
         if adversarial:
             _, real_feats = self.discriminator(wav)
             fake_logits, fake_feats = self.discriminator(recon)
@@ -158,6 +165,9 @@ class GANModule(L.LightningModule):
         out = self.generator_forward(batch)
         mel = self.mel_loss(out.recon, wav, lengths)
         self.log("val/mel", mel, prog_bar=True, sync_dist=True, batch_size=wav.shape[0])
+        if self.stoi_weight:
+            self.log("val/stoi_loss", self.stoi_loss(out.recon, wav, lengths), sync_dist=True,
+                     batch_size=wav.shape[0])
         for k, v in out.stats.items():
             self.log(f"val/{k}", v, sync_dist=True, batch_size=wav.shape[0])
         if batch_idx == 0 and self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):

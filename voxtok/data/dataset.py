@@ -6,6 +6,7 @@ Batches follow the DESIGN contract: audio [B, 1, T] float32 with `lengths` [B] (
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -13,9 +14,9 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from voxtok.audio import audio_duration, load_audio
+from voxtok.audio import audio_duration, load_audio, resample
 from voxtok.data.kaldi import DataDir
-from voxtok.errors import BadDataDirError
+from voxtok.errors import BadConfigError, BadDataDirError
 
 
 def load_utterance(data: DataDir, utt: str, sample_rate: int) -> torch.Tensor:
@@ -34,10 +35,19 @@ class AudioClipDataset(Dataset):
     otherwise); shorter utterances are zero-padded and `length` says how much is real.
     `cache=True` keeps decoded audio in memory: the mini corpus fits and CPU training is
     otherwise dominated by decoding and resampling.
+
+    `speed_perturb=s` (0 <= s < 0.5) plays each item at a random speed in [1 - s, 1 + s] (steps
+    of 1%), Kaldi/ESPnet speed perturbation: pitch, formants and tempo move together, so a
+    corpus with few speakers covers more voices. A crop is cut from the `crop x speed` source
+    samples that become it, so it still holds `crop` samples.
     """
 
     def __init__(self, data_dir: str | Path, sample_rate: int, crop_seconds: float | None = None,
-                 random_crop: bool = True, cache: bool = True, max_utts: int | None = None):
+                 random_crop: bool = True, cache: bool = True, max_utts: int | None = None,
+                 speed_perturb: float = 0.0):
+        if not 0.0 <= float(speed_perturb) < 0.5:
+            raise BadConfigError(f"speed_perturb must be in [0, 0.5), got {speed_perturb}")
+        self.speed_percent = round(100 * float(speed_perturb))
         self.data = DataDir.load(data_dir)
         self.utts = self.data.utts[:max_utts] if max_utts else self.data.utts
         if not self.utts:
@@ -59,18 +69,36 @@ class AudioClipDataset(Dataset):
             self._cache[utt] = wav
         return wav
 
+    def _speed(self) -> int:
+        """This item's speed in percent (100 = unchanged)."""
+        return 100 + random.randint(-self.speed_percent, self.speed_percent) if self.speed_percent else 100
+
     def __getitem__(self, index: int) -> dict:
         utt = self.utts[index]
         wav = self.audio(utt)
+        speed = self._speed()
         if self.crop is None:
+            wav = change_speed(wav, speed)
             return {"utt": utt, "wav": wav, "length": wav.shape[-1]}
+        span = math.ceil(self.crop * speed / 100)  # source samples that become one crop
         total = wav.shape[-1]
-        if total >= self.crop:
-            start = random.randint(0, total - self.crop) if self.random_crop else 0
-            return {"utt": utt, "wav": wav[:, start:start + self.crop], "length": self.crop}
+        if total >= span:
+            start = random.randint(0, total - span) if self.random_crop else 0
+            wav = change_speed(wav[:, start:start + span], speed)[:, :self.crop]
+        else:
+            wav = change_speed(wav, speed)
+        if wav.shape[-1] >= self.crop:
+            return {"utt": utt, "wav": wav[:, :self.crop], "length": self.crop}
         padded = torch.zeros(1, self.crop)
-        padded[:, :total] = wav
-        return {"utt": utt, "wav": padded, "length": total}
+        padded[:, :wav.shape[-1]] = wav
+        return {"utt": utt, "wav": padded, "length": wav.shape[-1]}
+
+
+def change_speed(wav: torch.Tensor, percent: int) -> torch.Tensor:
+    """[C, T] audio played at `percent`/100 speed -> [C, ~T * 100 / percent] (pitch moves with it)."""
+    # Resampling from a rate of `percent` to 100 and reading the result at the original rate
+    # is the sox `speed` effect that Kaldi's perturb_data_dir_speed.sh uses.
+    return wav if percent == 100 else resample(wav, percent, 100, quality="HQ")
 
 
 def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:

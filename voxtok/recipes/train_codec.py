@@ -37,12 +37,18 @@ def make_loaders(cfg: dict, sample_rate: int, codec=None, section: str = "codec"
     """
     data = cfg[section]["data"]
     streams = sorted(getattr(codec, "teacher_streams", ()) or ())
+    speed = float(data.get("speed_perturb", 0.0))
     if streams:
+        if speed:
+            # The teacher features were extracted from the unperturbed audio: they would no
+            # longer line up with a sped-up crop.
+            raise BadConfigError(f"{section}.data.speed_perturb cannot be used with teacher streams {streams}")
         train = TeacherClipDataset(cfg["train_dir"], sample_rate, codec.hop_length, cfg["teachers_dir"], streams,
                                    data["crop_seconds"], random_crop=True)
         collate_train = collate_teacher_batch
     else:
-        train = AudioClipDataset(cfg["train_dir"], sample_rate, data["crop_seconds"], random_crop=True)
+        train = AudioClipDataset(cfg["train_dir"], sample_rate, data["crop_seconds"], random_crop=True,
+                                 speed_perturb=speed)
         collate_train = collate_audio
     valid = AudioClipDataset(cfg["valid_dir"], sample_rate, data.get("valid_crop_seconds", 3.0), random_crop=False)
     workers = int(data.get("num_workers", 0))
