@@ -79,7 +79,7 @@ class GANModule(L.LightningModule):
         self.adv_weight = float(loss.get("adversarial_weight", 1.0))
         self.wav_weight = float(loss.get("waveform_l1", 0.0))
         self.stoi_weight = float(loss.get("stoi", 0.0))
-        self.stoi_loss = StoiLoss(sample_rate)
+        self.stoi_loss = StoiLoss(sample_rate) if self.stoi_weight else None
         self.aux_weights = {k: float(v) for k, v in (loss.get("aux") or {}).items()}
         self.disc_start = int(cfg["optim"].get("disc_start_step", 0))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -139,7 +139,7 @@ class GANModule(L.LightningModule):
             wl1 = waveform_l1_loss(recon, wav, lengths)
             g_loss = g_loss + self.wav_weight * wl1
             logs["train/wav_l1"] = float(wl1.detach())
-        if self.stoi_weight:
+        if self.stoi_loss is not None:
             stoi_term = self.stoi_loss(recon, wav, lengths)
             g_loss = g_loss + self.stoi_weight * stoi_term
             logs["train/stoi_loss"] = float(stoi_term.detach())
@@ -165,7 +165,7 @@ class GANModule(L.LightningModule):
         out = self.generator_forward(batch)
         mel = self.mel_loss(out.recon, wav, lengths)
         self.log("val/mel", mel, prog_bar=True, sync_dist=True, batch_size=wav.shape[0])
-        if self.stoi_weight:
+        if self.stoi_loss is not None:
             self.log("val/stoi_loss", self.stoi_loss(out.recon, wav, lengths), sync_dist=True,
                      batch_size=wav.shape[0])
         for k, v in out.stats.items():

@@ -84,9 +84,8 @@ class AudioClipDataset(Dataset):
         total = wav.shape[-1]
         if total >= span:
             start = random.randint(0, total - span) if self.random_crop else 0
-            wav = change_speed(wav[:, start:start + span], speed)[:, :self.crop]
-        else:
-            wav = change_speed(wav, speed)
+            wav = wav[:, start:start + span]
+        wav = change_speed(wav, speed)
         if wav.shape[-1] >= self.crop:
             return {"utt": utt, "wav": wav[:, :self.crop], "length": self.crop}
         padded = torch.zeros(1, self.crop)

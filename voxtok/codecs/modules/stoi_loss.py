@@ -68,22 +68,26 @@ class StoiLoss(nn.Module):
         # The reference's window: a 258-point symmetric Hann with its zero end points dropped.
         self.register_buffer("window", torch.hann_window(FRAME + 2, periodic=False)[1:-1], persistent=False)
 
-    def _band_envelopes(self, wav: torch.Tensor) -> torch.Tensor:
-        """[B, T'] at 10 kHz -> one-third-octave magnitudes [B, N_BANDS, frames]."""
-        # Frames of 256 samples zero-padded to the 512-point FFT (torch.stft would centre the
-        # window inside 512-sample frames and shift the grid by 128 samples).
-        spec = torch.fft.rfft(wav.unfold(-1, FRAME, FRAME // 2) * self.window, n=N_FFT)  # [B, frames, F]
+    def _frames(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T'] at 10 kHz -> Hann-windowed 256-sample frames with 50% overlap [B, frames, FRAME]."""
+        return wav.unfold(-1, FRAME, FRAME // 2) * self.window
+
+    def _band_envelopes(self, frames: torch.Tensor) -> torch.Tensor:
+        """Windowed frames [B, frames, FRAME] -> one-third-octave magnitudes [B, N_BANDS, frames]."""
+        # Frames zero-padded to the 512-point FFT, as the reference does (torch.stft would centre
+        # the window inside 512-sample frames and shift the grid by 128 samples).
+        spec = torch.fft.rfft(frames, n=N_FFT)  # [B, frames, F]
         power = spec.real.square() + spec.imag.square()
         return torch.sqrt(torch.einsum("kf,btf->bkt", self.bands, power) + 1e-12)
 
-    def _active_frames(self, target: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """[B, T'] reference at 10 kHz -> bool [B, frames]: inside the item and within 40 dB of its peak."""
-        frames = target.unfold(-1, FRAME, FRAME // 2)  # [B, frames, FRAME]
-        energy_db = 20 * torch.log10((frames * self.window).norm(dim=-1) + 1e-12)
+    def _active_frames(self, frames: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Reference frames [B, frames, FRAME] -> bool [B, frames]: inside the item and within 40 dB
+        of its loudest frame."""
+        energy_db = 20 * torch.log10(frames.norm(dim=-1) + 1e-12)
         inside = torch.ones_like(energy_db, dtype=torch.bool)
         if lengths is not None:
-            valid = torch.as_tensor(lengths, device=target.device).reshape(-1, 1) * STOI_RATE / self.sample_rate
-            ends = torch.arange(energy_db.shape[-1], device=target.device) * (FRAME // 2) + FRAME
+            valid = torch.as_tensor(lengths, device=frames.device).reshape(-1, 1) * STOI_RATE / self.sample_rate
+            ends = torch.arange(energy_db.shape[-1], device=frames.device) * (FRAME // 2) + FRAME
             inside = ends[None, :] <= valid
         peak = energy_db.masked_fill(~inside, -math.inf).amax(dim=-1, keepdim=True)
         return inside & (energy_db > peak - DYNAMIC_RANGE_DB)
@@ -96,9 +100,10 @@ class StoiLoss(nn.Module):
         y = torchaudio.functional.resample(pred.reshape(pred.shape[0], -1).float(), self.sample_rate, STOI_RATE)
         if x.shape[-1] < FRAME + (SEGMENT_FRAMES - 1) * FRAME // 2:
             return pred.sum() * 0.0
-        active = self._active_frames(x.detach(), lengths)  # [B, frames]
-        clean = self._band_envelopes(x).unfold(-1, SEGMENT_FRAMES, 1)  # [B, K, S, N]
-        degraded = self._band_envelopes(y).unfold(-1, SEGMENT_FRAMES, 1)
+        clean_frames = self._frames(x)
+        active = self._active_frames(clean_frames.detach(), lengths)  # [B, frames]
+        clean = self._band_envelopes(clean_frames).unfold(-1, SEGMENT_FRAMES, 1)  # [B, K, S, N]
+        degraded = self._band_envelopes(self._frames(y)).unfold(-1, SEGMENT_FRAMES, 1)
         counted = active.float().unfold(-1, SEGMENT_FRAMES, 1).amin(dim=-1) > 0  # [B, S]
         if not bool(counted.any()):
             return pred.sum() * 0.0
