@@ -123,3 +123,28 @@ def test_speed_perturbation_with_teacher_streams_is_refused():
            "train_dir": "unused", "valid_dir": "unused", "teachers_dir": "unused"}
     with pytest.raises(BadConfigError, match="speed_perturb cannot be used with teacher streams"):
         make_loaders(cfg, 16000, codec=SimpleNamespace(teacher_streams=("lm",)))
+
+
+def test_optimisers_are_fused_by_default_and_step_like_plain_adamw(tmp_path):
+    from omegaconf import OmegaConf
+
+    from voxtok.codecs.base import build_codec
+    from voxtok.codecs.train import GANModule
+
+    ccfg = OmegaConf.to_container(config(tmp_path, tmp_path / "exp"), resolve=True)["codec"]
+
+    def generator_after_one_step(fused: bool):
+        torch.manual_seed(0)
+        cfg = {**ccfg, "optim": {**ccfg["optim"], "fused": fused, "warmup_steps": 0}}
+        module = GANModule(build_codec(cfg["name"], cfg["model"]), cfg, max_steps=10, sample_rate=24000)
+        (opt_g, _), _ = module.configure_optimizers()
+        assert opt_g.defaults["fused"] is fused
+        before = torch.cat([p.detach().flatten() for p in module.generator.parameters()])
+        for p in module.generator.parameters():
+            p.grad = torch.full_like(p, 0.01)
+        opt_g.step()
+        after = torch.cat([p.detach().flatten() for p in module.generator.parameters()])
+        assert (after - before).abs().max() > 1e-4  # the step moved the weights
+        return after
+
+    assert torch.allclose(generator_after_one_step(True), generator_after_one_step(False), atol=1e-6)

@@ -87,8 +87,12 @@ class GANModule(L.LightningModule):
     # -- optimisers
     def configure_optimizers(self):
         o = self.cfg["optim"]
+        # fused: one kernel over all parameters instead of ~10 small ops per tensor; on 2 CPU
+        # cores 700 tiny-WavTokenizer updates took 96 s instead of 105 s (`optim.fused: false`
+        # turns it off).
         make = lambda params: torch.optim.AdamW(params, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.8, 0.9))),
-                                               weight_decay=float(o.get("weight_decay", 0.0)))
+                                               weight_decay=float(o.get("weight_decay", 0.0)),
+                                               fused=bool(o.get("fused", True)))
         opt_g, opt_d = make(self.generator.parameters()), make(self.discriminator.parameters())
         schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
         sched = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
