@@ -129,7 +129,7 @@ def test_optimisers_are_fused_by_default_and_step_like_plain_adamw(tmp_path):
     from omegaconf import OmegaConf
 
     from voxtok.codecs.base import build_codec
-    from voxtok.codecs.train import GANModule
+    from voxtok.codecs.gan_trainer import GANModule
 
     ccfg = OmegaConf.to_container(config(tmp_path, tmp_path / "exp"), resolve=True)["codec"]
 

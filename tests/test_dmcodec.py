@@ -16,7 +16,7 @@ from voxtok.cli import main
 from voxtok.codecs.base import build_codec, load_codec
 from voxtok.codecs.fusecodec import GlobalFusion
 from voxtok.codecs.tokenfile import read_tokens
-from voxtok.codecs.train import GANModule
+from voxtok.codecs.gan_trainer import GANModule
 from voxtok.errors import BadConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "codec"

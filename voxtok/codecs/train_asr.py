@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from voxtok.codecs.train import warmup_cosine
+from voxtok.codecs.gan_trainer import warmup_cosine
 from voxtok.errors import BadConfigError
 
 DEFAULT_LOSS_WEIGHTS = {"ctc": 1.0, "commit": 0.25, "codebook": 1.0}

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
 from voxtok.codecs.distill_data import TeacherClipDataset, collate_teacher_batch, resolve_teacher_dims
-from voxtok.codecs.train import GANModule, check_trainer_config, fit_and_export
+from voxtok.codecs.gan_trainer import GANModule, check_trainer_config, fit_and_export
 from voxtok.data.dataset import AudioClipDataset, collate_audio
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.codecs.base import build_codec
-from voxtok.codecs.train import check_trainer_config, fit_and_export
+from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
 from voxtok.codecs.train_asr import CTCModule
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
 from voxtok.errors import BadConfigError

@@ -23,7 +23,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from voxtok.codecs.train import check_trainer_config, fit_and_export
+from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
 from voxtok.data.dataset import LengthBucketSampler
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main

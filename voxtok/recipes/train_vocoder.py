@@ -15,10 +15,10 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from voxtok.codecs.train import GANModule, check_trainer_config
+from voxtok.codecs.gan_trainer import GANModule, check_trainer_config
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
-from voxtok.codecs.train import fit_and_export
+from voxtok.codecs.gan_trainer import fit_and_export
 from voxtok.recipes.train_codec import make_loaders
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from voxtok.codecs.train import warmup_cosine
+from voxtok.codecs.gan_trainer import warmup_cosine
 from voxtok.errors import BadConfigError
 
 def _batch_size(batch: dict) -> int:

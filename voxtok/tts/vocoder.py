@@ -10,7 +10,7 @@ Config (the `model:` block of configs/tts/vocoder_*.yaml):
     backbone: VocosBackbone kwargs (dim, intermediate_dim, num_layers, ...)
     head: {n_fft}             hop = the mel hop; "same" padding (the mel is not centred either)
 
-It trains with the codecs' GAN loop (`voxtok.codecs.train.GANModule`) through
+It trains with the codecs' GAN loop (`voxtok.codecs.gan_trainer.GANModule`) through
 `training_forward`, and saves as a TTS model folder (config.yaml + model.safetensors).
 """
 
