@@ -24,7 +24,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from voxtok.demo import MODES, TTS_MODELS, DemoBackend, DemoLimits, Outcome  # noqa: E402
+from voxtok.demo import (  # noqa: E402
+    DemoBackend, DemoLimits, Outcome, pipeline_class, reference_seconds_range, tts_models)
+from voxtok.tts.pipeline import MODE_LABELS  # noqa: E402
 
 EXAMPLE = "python demo/app.py --exp egs/libritts/exp/mini --port 7860"
 
@@ -44,8 +46,12 @@ def build_demo(backend: DemoBackend):
     import gradio as gr
 
     limits = backend.limits
-    model_choices = [(label, key) for key, label in TTS_MODELS.items()]
-    mode_choices = [(label, key) for key, label in MODES.items()]
+    models = tts_models()
+    model_choices = [(label, key) for key, label in models.items()]
+    mode_choices = [(label, key) for key, label in MODE_LABELS.items()]
+    # Which models each control applies to, from the pipelines' capability attributes.
+    cfg_models = " / ".join(label for key, label in models.items() if pipeline_class(key).cfg)
+    streaming_models = " / ".join(label for key, label in models.items() if pipeline_class(key).streaming)
 
     def clone(text, reference, reference_text, model, mode, speaker, steps, cfg, seed, streaming):
         outcome = backend.clone(text, reference, reference_text, model, mode, speaker, steps, cfg, seed, streaming)
@@ -53,9 +59,10 @@ def build_demo(backend: DemoBackend):
 
     def voices(model):
         ids = backend.stored_voices(model) if model else []
-        flowomni = model == "flowomni"
+        capabilities = pipeline_class(model) if model else None
         return (gr.Dropdown(choices=ids, value=ids[0] if ids else None),
-                gr.Slider(interactive=not flowomni), gr.Checkbox(value=False, interactive=not flowomni))
+                gr.Slider(interactive=capabilities is None or capabilities.cfg),
+                gr.Checkbox(value=False, interactive=capabilities is None or capabilities.streaming))
 
     def codec_quantizers(codec):
         try:
@@ -80,7 +87,7 @@ def build_demo(backend: DemoBackend):
         codecs = backend.codec_choices()
         first = codecs[0][1] if codecs else None
         tts = backend.tts_manifests()
-        model = next(iter(tts), "cosyvoice")
+        model = next(iter(tts), model_choices[0][1])
         return (backend.overview(), gr.Radio(value=model), gr.Dropdown(choices=codecs, value=first),
                 codec_quantizers(first), *voices(model), *benchmark())
 
@@ -92,21 +99,22 @@ def build_demo(backend: DemoBackend):
                 with gr.Column():
                     text = gr.Textbox(label=f"Text to speak (up to {limits.max_text_chars} characters)", lines=2,
                                       max_length=limits.max_text_chars, elem_id="tts-text")
-                    reference = gr.Audio(label=f"Reference voice (0.5–{limits.max_reference_seconds:g} s)",
+                    shortest = reference_seconds_range()[0]
+                    reference = gr.Audio(label=f"Reference voice ({shortest:g}–{limits.max_reference_seconds:g} s)",
                                          sources=["upload", "microphone"], type="filepath", elem_id="tts-reference")
                     reference_text = gr.Textbox(label="Reference transcript (needed for zero-shot)",
                                                 elem_id="tts-reference-text")
                     with gr.Row():
-                        model = gr.Radio(model_choices, value="cosyvoice", label="Model", elem_id="tts-model")
+                        model = gr.Radio(model_choices, value=model_choices[0][1], label="Model", elem_id="tts-model")
                         mode = gr.Radio(mode_choices, value="zero_shot", label="Mode", elem_id="tts-mode")
                     speaker = gr.Dropdown([], label="Stored voices (for stored-speaker mode)",
                                           allow_custom_value=True, elem_id="tts-speaker")
                     with gr.Row():
                         steps = gr.Slider(1, 50, value=10, step=1, label="Sampling steps (flow matching)")
-                        cfg = gr.Slider(0.0, 3.0, value=0.7, step=0.1, label="CFG strength (CosyVoice-style)")
+                        cfg = gr.Slider(0.0, 3.0, value=0.7, step=0.1, label=f"CFG strength ({cfg_models})")
                     with gr.Row():
                         seed = gr.Number(0, precision=0, label="Seed", minimum=0)
-                        streaming = gr.Checkbox(False, label="Streaming (CosyVoice-style)")
+                        streaming = gr.Checkbox(False, label=f"Streaming ({streaming_models})")
                     clone_btn = gr.Button("Clone voice", variant="primary", elem_id="tts-run")
                 with gr.Column():
                     cloned = gr.Audio(label="Cloned voice", type="filepath", interactive=False, elem_id="tts-output")

@@ -104,13 +104,13 @@ def write_tiny_exp(exp: Path) -> None:
     benchmark table with one plot (all random-weight tiny models)."""
     from PIL import Image
 
-    from voxtok.codecs.base import build_codec
+    from voxtok.registry import build
 
     parts = tiny_tts_parts(exp.parent / "spk")
     save_cosyvoice_exp(parts, exp)
     save_flowomni_exp(tiny_flowomni(parts.frontend), parts, exp)
     torch.manual_seed(0)
-    build_codec("dmcodec", model_config("codec/rvq_tiny.yaml")).save_pretrained(exp / "codec_rvq" / "model")
+    build("codec", "dmcodec", model_config("codec/rvq_tiny.yaml")).save_pretrained(exp / "codec_rvq" / "model")
     (exp / "bench").mkdir(parents=True, exist_ok=True)
     (exp / "bench" / "table.md").write_text("| system | kbit/s | PESQ-wb |\n|---|---|---|\n| rvq | 3.20 | 1.10 |\n")
     Image.new("RGB", (64, 48), (40, 90, 160)).save(exp / "bench" / "rd_pesq_wb.png")

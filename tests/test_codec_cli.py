@@ -9,7 +9,7 @@ import yaml
 
 from voxtok.audio import load_audio, save_audio
 from voxtok.cli import main
-from voxtok.codecs.base import build_codec, load_codec
+from voxtok.registry import build, load
 from voxtok.codecs.tokenfile import read_tokens
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "codec" / "wavtokenizer_tiny.yaml"
@@ -18,7 +18,7 @@ TINY = Path(__file__).resolve().parents[1] / "configs" / "codec" / "wavtokenizer
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    codec = build_codec("wavtokenizer", yaml.safe_load(TINY.read_text())["model"])
+    codec = build("codec", "wavtokenizer", yaml.safe_load(TINY.read_text())["model"])
     return codec.save_pretrained(tmp_path_factory.mktemp("m") / "model")
 
 
@@ -36,7 +36,7 @@ def test_encode_folder_decode_and_info(model_dir, audio_dir, tmp_path, capsys):
     out = tmp_path / "tok"
     assert main(["codec", "encode", str(audio_dir), "-o", str(out), "--model", str(model_dir)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.vtk", "b.vtk", "c.vtk"]
-    codec = load_codec(model_dir)
+    codec = load(model_dir, kind="codec")
     codes, header = read_tokens(out / "b.vtk")
     assert header.num_samples == int(0.45 * 24000) and codes.shape == (1, -(-header.num_samples // 320))
     # batched CLI codes equal a direct unbatched encode
@@ -74,7 +74,7 @@ def test_bad_file_is_reported_and_others_kept(model_dir, audio_dir, tmp_path, ca
 def test_decoding_with_another_checkpoint_fails_cleanly(model_dir, audio_dir, tmp_path, capsys):
     out = tmp_path / "a.vtk"
     assert main(["codec", "encode", str(audio_dir / "a.wav"), "-o", str(out), "--model", str(model_dir)]) == 0
-    other = build_codec("wavtokenizer", yaml.safe_load(TINY.read_text())["model"]).save_pretrained(tmp_path / "other")
+    other = build("codec", "wavtokenizer", yaml.safe_load(TINY.read_text())["model"]).save_pretrained(tmp_path / "other")
     capsys.readouterr()
     assert main(["codec", "decode", str(out), "-o", str(tmp_path / "x.wav"), "--model", str(other)]) == 2
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from voxtok.audio import save_audio
-from voxtok.codecs.base import load_codec
+from voxtok.registry import load
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.train_codec import train
 
@@ -68,7 +68,7 @@ def test_mel_loss_falls_and_export_loads(tmp_path):
     mel = scalars(exp, "train/mel")
     assert len(mel) == 40 and np.mean(mel[-5:]) < 0.7 * np.mean(mel[:5])
     assert len(scalars(exp, "train/d_loss")) == 10  # the discriminator joined at step 30
-    codec = load_codec(out)
+    codec = load(out, kind="codec")
     with torch.no_grad():
         assert codec.encode(torch.randn(1, 1, 2400) * 0.1).shape == (1, 1, 8)
 
@@ -117,7 +117,7 @@ def test_speed_perturbation_with_teacher_streams_is_refused():
     from types import SimpleNamespace
 
     from voxtok.errors import BadConfigError
-    from voxtok.recipes.train_codec import make_loaders
+    from voxtok.codecs.gan_loaders import make_loaders
 
     cfg = {"codec": {"data": {"crop_seconds": 1.0, "batch_size": 2, "speed_perturb": 0.1}},
            "train_dir": "unused", "valid_dir": "unused", "teachers_dir": "unused"}
@@ -128,7 +128,7 @@ def test_speed_perturbation_with_teacher_streams_is_refused():
 def test_optimisers_are_fused_by_default_and_step_like_plain_adamw(tmp_path):
     from omegaconf import OmegaConf
 
-    from voxtok.codecs.base import build_codec
+    from voxtok.registry import build
     from voxtok.codecs.gan_trainer import GANModule
 
     ccfg = OmegaConf.to_container(config(tmp_path, tmp_path / "exp"), resolve=True)["codec"]
@@ -136,7 +136,7 @@ def test_optimisers_are_fused_by_default_and_step_like_plain_adamw(tmp_path):
     def generator_after_one_step(fused: bool):
         torch.manual_seed(0)
         cfg = {**ccfg, "optim": {**ccfg["optim"], "fused": fused, "warmup_steps": 0}}
-        module = GANModule(build_codec(cfg["name"], cfg["model"]), cfg, max_steps=10, sample_rate=24000)
+        module = GANModule(build("codec", cfg["name"], cfg["model"]), cfg, max_steps=10, sample_rate=24000)
         (opt_g, _), _ = module.configure_optimizers()
         assert opt_g.defaults["fused"] is fused
         before = torch.cat([p.detach().flatten() for p in module.generator.parameters()])

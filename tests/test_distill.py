@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from voxtok.codecs.base import load_codec
+from voxtok.registry import load
 from voxtok.codecs.distill import (
     TeacherShapeError, d_axis_loss, global_loss, t_axis_loss, windowed_token_loss,
 )
@@ -250,7 +250,7 @@ def test_ablation_configs_train_a_gan_step_with_teachers(corpus, tmp_path, codec
     assert teacher_terms == EXPECTED_LOSSES[codec]
     for tag in teacher_terms:
         assert FLOOR - 1e-4 <= scalars(exp, f"train/{tag}")[0] < 2.0
-    model = load_codec(out)
+    model = load(out, kind="codec")
     dims = {name: t.dim for name, t in model.targets.items()}
     assert dims == {k: v for k, v in {"lm": LM_DIM, "sm": SM_DIM}.items() if k in dims}  # read from the stores
 

@@ -6,15 +6,16 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from voxtok.codecs.base import build_codec
+from voxtok.bench.tokens import code_statistics
+from voxtok.registry import build
 from voxtok.recipes import CONFIG_DIR
-from voxtok.recipes.eval_codec import code_statistics, evaluate
+from voxtok.recipes.eval_codec import evaluate
 from test_codec_train import make_data_dir
 
 
 def test_table_has_codec_and_codec2_rows(tmp_path):
     data = make_data_dir(tmp_path, n=2)
-    model = build_codec("wavtokenizer", yaml.safe_load((CONFIG_DIR / "codec" / "wavtokenizer_tiny.yaml").read_text())["model"])
+    model = build("codec", "wavtokenizer", yaml.safe_load((CONFIG_DIR / "codec" / "wavtokenizer_tiny.yaml").read_text())["model"])
     model.save_pretrained(tmp_path / "model")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("eval_codec", overrides=[f"model={tmp_path / 'model'}", f"test_dir={data}",

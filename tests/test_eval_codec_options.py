@@ -8,7 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from voxtok.audio import save_audio
-from voxtok.codecs.base import build_codec
+from voxtok.registry import build
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.eval_codec import evaluate
 from test_dmcodec import fitted, tiny_model
@@ -16,7 +16,7 @@ from test_dmcodec import fitted, tiny_model
 
 def test_eval_codec_at_fewer_codebooks_with_speaker_and_asr_scores(tmp_path, speech):
     torch.manual_seed(0)
-    tiny = fitted(build_codec("dmcodec", tiny_model()))
+    tiny = fitted(build("codec", "dmcodec", tiny_model()))
     data = tmp_path / "data"
     save_audio(tmp_path / "u1.wav", speech, 16000)
     data.mkdir()

@@ -11,7 +11,7 @@ from voxtok.tts.flowomni import (
     IGNORE_INDEX, STATE_GENERATING, STATE_PAD, STATE_START, STATE_STOP, FlowHead, FlowOmniTTS, frames_to_steps,
     state_targets, steps_to_frames,
 )
-from voxtok.tts.registry import load_tts_model, save_tts_model
+from voxtok.registry import load
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tts"
 N_MELS = 80
@@ -235,9 +235,9 @@ def test_speaker_token_is_switchable_and_checkpoints_round_trip(tmp_path):
     assert plain.spk_proj is None
     assert plain.teacher_forced_inputs(make_batch()).prefix_lengths.tolist() == [7, 4]
     mel, _ = plain.synthesize(torch.tensor([1, 2, 3]), seed=3)  # no speaker needed
-    saved = save_tts_model(tmp_path / "flowomni", plain)
-    loaded, config = load_tts_model(saved)
-    assert config["name"] == "flowomni" and config["model"]["use_spk_emb"] is False
+    saved = plain.save_pretrained(tmp_path / "flowomni")
+    loaded = load(saved)
+    assert loaded.registry_name == "flowomni" and loaded.to_config()["use_spk_emb"] is False
     assert torch.equal(loaded.synthesize(torch.tensor([1, 2, 3]), seed=3)[0], mel)
 
 

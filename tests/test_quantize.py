@@ -57,11 +57,6 @@ def make(kind: str):
 KINDS = ["vq", "vq_proj", "vq_grad", "rvq", "fsq"]
 
 
-def single(codes: torch.Tensor, q) -> torch.Tensor:
-    """encode() returns [B, T] for one-codebook quantizers; bring it to [B, Q, T]."""
-    return codes[:, None] if codes.dim() == 2 else codes
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_codes_shape_dtype_range(kind):
     torch.manual_seed(0)
@@ -86,7 +81,8 @@ def test_decode_of_encode_equals_forward_in_eval(kind):
     q.eval()
     x = torch.randn(3, DIM, 25)
     out = q(x)
-    codes = single(q.encode(x), q)
+    codes = q.encode(x)
+    assert codes.shape == (3, q.n_q, 25)
     assert torch.equal(codes, out.codes)
     assert torch.equal(q.decode(codes), out.quantized)
 
@@ -131,7 +127,7 @@ def test_ema_codebook_learns_clusters_and_uses_them_all():
     assert losses[-1] < 0.05 * losses[0]
     assert covered_clusters(q.codebook, centers) == len(centers)
     q.eval()
-    codes = q.encode(centers.t()[None])[0]
+    codes = q.encode(centers.t()[None])[0, 0]
     assert len(set(codes.tolist())) == len(centers)  # every cluster has a code of its own
 
 
@@ -272,10 +268,10 @@ def test_batched_and_unbatched_codes_are_identical(kind):
     lengths = [33, 20, 27]
     x = torch.randn(3, DIM, 33)
     mask = torch.arange(33)[None] < torch.tensor(lengths)[:, None]
-    batched = single(q.encode(x, mask=mask), q)
+    batched = q.encode(x, mask=mask)
     batched_forward = q(x, mask=mask)
     for i, length in enumerate(lengths):
-        alone = single(q.encode(x[i : i + 1, :, :length]), q)
+        alone = q.encode(x[i : i + 1, :, :length])
         assert torch.equal(batched[i : i + 1, :, :length], alone)
         assert torch.equal(batched_forward.codes[i : i + 1, :, :length], alone)
         decoded = q.decode(alone)
@@ -291,9 +287,28 @@ def test_build_quantizer_and_bad_input():
     with pytest.raises(BadConfigError):
         build_quantizer("vq", dim=DIM, codebook_size=8, codebok_dim=4)
     with pytest.raises(VoxTokError):
-        VectorQuantizer(DIM, 8).decode(torch.tensor([[0, 8]]))
+        VectorQuantizer(DIM, 8).decode(torch.tensor([[[0, 8]]]))
     with pytest.raises(VoxTokError):
-        FSQ((4, 4)).decode(torch.tensor([[-1, 3]]))
+        FSQ((4, 4)).decode(torch.tensor([[[-1, 3]]]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_quantizer_takes_and_gives_codes_b_q_t(kind):
+    """One shape contract: encode -> [B, Q, T] (Q = 1 for VQ and FSQ), decode takes [B, Q, T]
+    and nothing else, and n_q means the same for every kind."""
+    torch.manual_seed(0)
+    q = make(kind).eval()
+    x = torch.randn(2, DIM, 9)
+    codes = q.encode(x)
+    assert codes.shape == (2, q.n_q, 9) and codes.dtype == torch.int64
+    assert torch.equal(q.encode(x, n_q=1), codes[:, :1])
+    assert q(x, n_q=1).codes.shape == (2, 1, 9)
+    assert q.decode(codes[:, :1]).shape == x.shape
+    with pytest.raises(VoxTokError, match=r"\[B, "):
+        q.decode(codes[:, 0])  # [B, T]: the old one-codebook layout is refused, not guessed
+    if q.n_q == 1:
+        with pytest.raises(BadConfigError, match="n_q"):
+            q.encode(x, n_q=2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import voxtok
 from recipe_copy import copy_recipe, recipe_env
 
 
@@ -31,3 +32,14 @@ def test_smoke_recipe_runs_every_stage_to_the_report(tmp_path):
     assert "stage times:" in log and "report:" in log  # the one-screen summary is printed
     assert (exp / "tts" / "synth_cosyvoice" / "data" / "wav.scp").is_file()
     assert (exp / "tts" / "synth_flowomni" / "data" / "wav.scp").is_file()
+
+    # Every model the recipe wrote, and both pipelines, load through the one entry point.
+    from voxtok.registry import read_metadata
+
+    folders = sorted(p.parent for p in exp.glob("**/model/model.safetensors"))
+    kinds = {read_metadata(folder)["name"] for folder in folders}
+    assert {"wavtokenizer", "s3", "llm", "flow", "flowomni", "mel_vocoder"} <= kinds, kinds
+    for folder in folders:
+        assert not voxtok.load(folder).training
+    for manifest in ("cosyvoice.yaml", "flowomni.yaml"):
+        assert voxtok.load(exp / "tts" / manifest).sample_rate > 0

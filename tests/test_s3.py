@@ -10,7 +10,7 @@ import yaml
 
 from voxtok import cli
 from voxtok.audio import resample, save_audio
-from voxtok.codecs.base import build_codec, load_codec
+from voxtok.registry import build, load
 from voxtok.codecs.s3 import CharVocab, S3Tokenizer
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
 from voxtok.data.kaldi import DataDir
@@ -23,7 +23,7 @@ TEXTS = ["the cat sat on the mat", "she sells sea shells", "a big red dog ran ho
 def tiny_model(**changes) -> S3Tokenizer:
     config = {**TINY["model"], **changes}
     torch.manual_seed(0)
-    return build_codec("s3", config)
+    return build("codec", "s3", config)
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +106,13 @@ def test_save_and_load_keep_vocab_and_codes(tmp_path, utterances):
     symbols = " 'abcdefghijklmnopqrstuvwxyz0123456789"
     config = dict(TINY["model"])
     config.pop("vocab")  # no vocab block: the default is written into the checkpoint
-    default = build_codec("s3", config)
+    default = build("codec", "s3", config)
     assert default.config["vocab"] == {"symbols": CharVocab().symbols}
     model = tiny_model(vocab={"symbols": symbols}).eval()
     assert len(model.vocab) == len(symbols) + 1 and model.ctc_head.out_features == len(symbols) + 1
     saved = model.save_pretrained(tmp_path / "m")
     assert yaml.safe_load((saved / "config.yaml").read_text())["vocab"]["symbols"] == symbols
-    loaded = load_codec(saved)
+    loaded = load(saved, kind="codec")
     assert isinstance(loaded, S3Tokenizer) and loaded.vocab == model.vocab
     assert loaded.vocab.encode("Room 101") == model.vocab.encode("room 101")
     wav = utterances[0][1][None]
@@ -139,12 +139,12 @@ def test_char_vocab_normalises_and_refuses_unknown_characters():
         vocab.decode([29])
     with pytest.raises(BadConfigError, match="repeat"):
         CharVocab("abca")
-    with pytest.raises(BadConfigError, match="unknown vocab options"):
+    with pytest.raises(BadConfigError, match=r"unknown config key 'vocab.case' \(allowed: symbols\)"):
         CharVocab.from_config({"symbols": "ab", "case": "upper"})
 
 
 def test_bad_model_options_are_reported():
-    with pytest.raises(BadConfigError, match="unknown s3 model options"):
+    with pytest.raises(BadConfigError, match="unknown config key 'model.encoder3_blocks'"):
         tiny_model(encoder3_blocks=2)
     with pytest.raises(BadConfigError, match="'vq' or 'fsq'"):
         tiny_model(quantizer={"kind": "rvq", "n_q": 2, "codebook_size": 16})

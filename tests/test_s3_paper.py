@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from voxtok.codecs.base import build_codec
+from voxtok.registry import build
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "codec"
 
@@ -41,7 +41,7 @@ PUBLISHED_ENCODER1 = {"s3_v1_paper": 123_466_240, "s3_v2_paper": 123_704_320}
 def test_paper_config_size_and_forward(name, rate, codes, codebook):
     cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     torch.manual_seed(0)
-    model = build_codec(cfg["name"], cfg["model"]).eval()
+    model = build("codec", cfg["name"], cfg["model"]).eval()
     total, encoder1 = expected_parameters(cfg["model"])
     assert sum(p.numel() for p in model.parameters()) == total
     assert sum(p.numel() for m in (model.stem, model.encoder1) for p in m.parameters()) == encoder1

@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from voxtok.audio import resample, save_audio
-from voxtok.codecs.base import load_codec
+from voxtok.registry import load
 from voxtok.data.kaldi import DataDir
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.eval_s3 import evaluate
@@ -57,7 +57,7 @@ def test_train_resume_export_and_eval(data_dir, tmp_path, capsys):
     model_dir = run(6)  # resumes from last.ckpt
     state = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] == 6 and int(state["state_dict"]["updates"]) == 6
-    model = load_codec(model_dir)
+    model = load(model_dir, kind="codec")
     assert model.codec_name == "s3" and bool(model.quantizer.initialized)
 
     out = tmp_path / "eval"

@@ -167,11 +167,11 @@ def test_interpolation_keeps_endpoints_and_is_linear():
 
 def test_s3_speech_teacher(tmp_path, speech):
     pytest.importorskip("voxtok.codecs.s3", reason="voxtok/codecs/s3.py (S3 tokenizer) is not in this tree")
-    from voxtok.codecs.base import build_codec
+    from voxtok.registry import build
 
     cfg = yaml.safe_load((CONFIG_DIR / "codec" / "s3_tiny.yaml").read_text())["model"]
     torch.manual_seed(0)
-    build_codec("s3", cfg).save_pretrained(tmp_path / "s3")
+    build("codec", "s3", cfg).save_pretrained(tmp_path / "s3")
     teacher = SMTeacher.from_s3(tmp_path / "s3")
     wav = torch.from_numpy(speech[:16000])[None]
     feats = teacher.features(wav, frame_rate=75, num_frames=75)
@@ -243,12 +243,12 @@ def test_extraction_recipe_writes_stores_and_resumes(tmp_path, hf_dirs, speech, 
 
 def test_extraction_with_ctc_aligner(tmp_path, speech):
     pytest.importorskip("voxtok.codecs.s3", reason="voxtok/codecs/s3.py (S3 tokenizer) is not in this tree")
-    from voxtok.codecs.base import build_codec
+    from voxtok.registry import build
     from voxtok.recipes.extract_teachers import run
 
     cfg = yaml.safe_load((CONFIG_DIR / "codec" / "s3_tiny.yaml").read_text())["model"]
     torch.manual_seed(0)
-    build_codec("s3", cfg).save_pretrained(tmp_path / "s3")
+    build("codec", "s3", cfg).save_pretrained(tmp_path / "s3")
     data, lengths = make_data_dir(tmp_path, speech)
     out = tmp_path / "teachers"
     summary = run(recipe_config(f"data_dir={data}", f"out_dir={out}", f"aligner.s3_model={tmp_path / 's3'}",

@@ -9,7 +9,7 @@ import yaml
 
 from voxtok.errors import BadConfigError, VoxTokError
 from voxtok.tts.flow import FlowDecoder, frame_noise
-from voxtok.tts.registry import build_tts_model, load_tts_model, save_tts_model
+from voxtok.registry import build, load
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tts"
 N_MELS = 20
@@ -231,7 +231,7 @@ def test_bad_inputs_and_config():
         model.synthesize(tok, None, spk[:, :10])
     with pytest.raises(VoxTokError, match="mel must be"):
         model.forward_loss(dict(batch, mel=batch["mel"][:, :5]))
-    with pytest.raises(BadConfigError, match="unknown flow config key"):
+    with pytest.raises(BadConfigError, match="unknown config key 'flow.bogus'"):
         FlowDecoder(tiny_config(bogus=1))
     with pytest.raises(BadConfigError, match="estimator kind"):
         FlowDecoder(tiny_config(estimator={"kind": "wavenet"}))
@@ -251,9 +251,9 @@ def test_dit_estimator_trains_and_samples():
 
 def test_save_and_load_roundtrip(tmp_path):
     model = tiny_model()
-    save_tts_model(tmp_path / "flow", model)
-    loaded, config = load_tts_model(tmp_path / "flow")
-    assert config["name"] == "flow" and isinstance(loaded, FlowDecoder)
+    model.save_pretrained(tmp_path / "flow")
+    loaded = load(tmp_path / "flow")
+    assert loaded.registry_name == "flow" and isinstance(loaded, FlowDecoder)
     batch = toy_batch(model, (8,))
     a, _ = model.synthesize(batch["speech_tokens"], None, batch["spk_emb"], seed=0)
     b, _ = loaded.synthesize(batch["speech_tokens"], None, batch["spk_emb"], seed=0)
@@ -286,7 +286,7 @@ def _cosyvoice_flow_params(vocab=4096, embed=512, dim=512, ff=2048, layers=6, he
 
 def test_paper_config_size_and_short_forward():
     cfg = yaml.safe_load((CONFIGS / "flow_300m_paper.yaml").read_text())
-    model = build_tts_model(cfg["name"], cfg["model"])
+    model = build("tts", cfg["name"], cfg["model"])
     count = sum(p.numel() for p in model.parameters())
     assert count == _cosyvoice_flow_params() == 104_879_872
     # The published checkpoint (192-d CAM++ x-vectors) is 64 x 80 weights smaller.
@@ -303,6 +303,6 @@ def test_paper_config_size_and_short_forward():
 
 def test_tiny_config_builds():
     cfg = yaml.safe_load((CONFIGS / "flow_tiny.yaml").read_text())
-    model = build_tts_model(cfg["name"], cfg["model"])
+    model = build("tts", cfg["name"], cfg["model"])
     assert model.n_mels == 80 and model.mel_config == FlowDecoder().mel_config
     assert sum(p.numel() for p in model.parameters()) < 5_000_000

@@ -131,7 +131,7 @@ def test_batch_generation_equals_single_generation_with_seeds():
     spk = torch.randn(3, 8)
     prompt_text = [torch.tensor([20, 21]), torch.tensor([22]), torch.tensor([23, 24, 25])]
     prompt_tokens = [torch.tensor([1, 2, 3]), torch.tensor([4]), torch.tensor([5, 6])]
-    batched = model.generate(texts, spk, prompt_text, prompt_tokens, seed=[3, 4, 5])
+    batched = model.generate(texts, spk, prompt_text, prompt_tokens, seed=3)  # item i: seed 3 + i
     for i in range(3):
         alone = model.generate(texts[i], spk[i], prompt_text[i], prompt_tokens[i], seed=3 + i)[0]
         assert batched[i].tolist() == alone.tolist()
@@ -269,7 +269,7 @@ def test_recipe_trains_toy_mapping_exports_and_loads(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from voxtok.recipes.train_tts import train
-    from voxtok.tts.registry import load_tts_model
+    from voxtok.registry import load
 
     data, tokens, emb = make_corpus(tmp_path)
     exp = tmp_path / "exp"
@@ -286,9 +286,9 @@ def test_recipe_trains_toy_mapping_exports_and_loads(tmp_path):
     acc.Reload()
     losses = [e.value for e in acc.Scalars("train/loss")]
     assert len(losses) == 40 and np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
-    model, config = load_tts_model(out)
-    frontend = TextFrontend.from_dict(config["frontend"])
-    assert config["tokens"]["codec"] == "s3" and model.config.tokenizer["frame_rate"] == 50.0
+    model = load(out)
+    frontend = TextFrontend.from_dict(model.extra["frontend"])
+    assert model.extra["tokens"]["codec"] == "s3" and model.config.tokenizer["frame_rate"] == 50.0
     assert model.config.speech_vocab_size == 32 and model.config.text_vocab_size == frontend.vocab_size
     tokens_out = model.generate(torch.tensor(frontend.encode("the cat sat")), torch.ones(256), seed=0, max_tokens=30)[0]
     assert 0 < len(tokens_out) <= 30 and int(tokens_out.max()) < 32

@@ -67,11 +67,11 @@ def test_save_load_round_trip(tmp_path):
     vocoder = MelVocoder(TINY).eval()
     mel = torch.randn(1, 80, 12)
     path = vocoder.save_pretrained(tmp_path / "voc")
-    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "metadata.json", "model.safetensors"]
     loaded = MelVocoder.from_pretrained(path)
     with torch.no_grad():
         assert torch.equal(loaded(mel), vocoder(mel))
-    with pytest.raises(BadConfigError, match="lacks"):
+    with pytest.raises(BadConfigError, match="not a VoxTok checkpoint folder"):
         MelVocoder.from_pretrained(tmp_path)
 
 

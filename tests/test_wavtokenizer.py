@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from voxtok.codecs.base import build_codec, load_codec
+from voxtok.registry import build, load
 from voxtok.errors import BadConfigError, BadTokenFileError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "codec"
@@ -39,12 +39,12 @@ def tiny_model_config(encoder: str) -> dict:
 @pytest.fixture(scope="module", params=["mel", "seanet"])
 def tiny(request):
     torch.manual_seed(0)
-    return build_codec("wavtokenizer", tiny_model_config(request.param)).eval()
+    return build("codec", "wavtokenizer", tiny_model_config(request.param)).eval()
 
 
 @pytest.mark.parametrize("name, hop, rate", [("wavtokenizer_75_paper", 320, 75), ("wavtokenizer_40_paper", 600, 40)])
 def test_paper_configs_build_at_published_size(name, hop, rate):
-    codec = build_codec("wavtokenizer", config(name)["model"]).eval()
+    codec = build("codec", "wavtokenizer", config(name)["model"]).eval()
     assert sum(p.numel() for p in codec.parameters()) == PAPER_PARAMS[name]
     assert (codec.hop_length, codec.frame_rate, codec.n_q, codec.codebook_size) == (hop, rate, 1, 4096)
     assert codec.bitrate == pytest.approx(12 * rate)
@@ -74,7 +74,7 @@ def test_batched_and_unbatched_codes_match(tiny):
 
 def test_mel_encoder_right_context_covers_its_receptive_field():
     """Changing samples after frame t's declared right context must leave latent frame t as it was."""
-    codec = build_codec("wavtokenizer", tiny_model_config("mel")).eval()
+    codec = build("codec", "wavtokenizer", tiny_model_config("mel")).eval()
     hop, context = codec.hop_length, codec.right_context_frames
     torch.manual_seed(2)
     wav = torch.randn(1, 1, 60 * hop) * 0.1
@@ -91,10 +91,10 @@ def test_unknown_encoder_kind_is_a_config_error():
     cfg = tiny_model_config("mel")
     cfg["encoder"]["kind"] = "wav2vec"
     with pytest.raises(BadConfigError, match="encoder kind 'wav2vec'"):
-        build_codec("wavtokenizer", cfg)
+        build("codec", "wavtokenizer", cfg)
     cfg["encoder"].update(kind="mel", hop_length=320, n_fft=1279)  # "same" framing would drop a frame
     with pytest.raises(BadConfigError, match="even difference"):
-        build_codec("wavtokenizer", cfg)
+        build("codec", "wavtokenizer", cfg)
 
 
 def test_decode_restores_length(tiny):
@@ -120,13 +120,13 @@ def test_training_forward_gives_losses_and_gradients(tiny):
 
 def test_save_and_load_pretrained_round_trip(tiny, tmp_path):
     path = tiny.save_pretrained(tmp_path / "model")
-    loaded = load_codec(path)
+    loaded = load(path, kind="codec")
     wav = torch.randn(1, 1, 4800) * 0.1
     with torch.no_grad():
         assert torch.equal(loaded.encode(wav), tiny.encode(wav))
     assert loaded.checkpoint_hash == tiny.checkpoint_hash != "untrained"
     with pytest.raises(BadConfigError, match="metadata.json"):
-        load_codec(tmp_path)
+        load(tmp_path, kind="codec")
 
 
 def test_token_file_round_trip_and_bad_files(tiny, tmp_path):
@@ -146,7 +146,7 @@ def test_token_file_round_trip_and_bad_files(tiny, tmp_path):
     with pytest.raises(BadTokenFileError, match="bad magic"):
         tiny.load_tokens(tmp_path / "junk.vtk")
 
-    other = build_codec("wavtokenizer", config("wavtokenizer_tiny")["model"])
+    other = build("codec", "wavtokenizer", config("wavtokenizer_tiny")["model"])
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(BadTokenFileError, match="checkpoint"):
         other.load_tokens(path)

@@ -9,14 +9,13 @@ import numpy as np
 import torch
 import yaml
 
-from voxtok.codecs.base import build_codec
+from voxtok.registry import build
 from voxtok.data.shards import ShardWriter
 from voxtok.recipes import CONFIG_DIR
 from voxtok.tts.flow import FlowDecoder
 from voxtok.tts.frontend import TextFrontend
 from voxtok.tts.llm import TextToTokenLM
-from voxtok.tts.pipeline import write_manifest
-from voxtok.tts.registry import save_tts_model
+from voxtok.tts.manifest import write_manifest
 from voxtok.tts.vocoder import MelVocoder
 
 
@@ -41,7 +40,7 @@ def tiny_tts_parts(speakers_dir: Path, seed: int = 0) -> TinyTTS:
     `speakers_dir` gets a spk2embedding store with speaker "spk1"."""
     torch.manual_seed(seed)
     frontend = TextFrontend("char", max_chars=60)
-    tokenizer = build_codec("s3", model_config("codec/s3_tiny.yaml")).eval()
+    tokenizer = build("codec", "s3", model_config("codec/s3_tiny.yaml")).eval()
     llm_cfg = model_config("tts/llm_tiny.yaml") | {"text_vocab_size": frontend.vocab_size,
                                                    "speech_vocab_size": tokenizer.codebook_size}
     llm_cfg["max_token_text_ratio"] = 3.0  # short outputs keep the tests fast
@@ -71,8 +70,8 @@ def save_cosyvoice_exp(parts: TinyTTS, exp: Path) -> Path:
     exp/tts/cosyvoice.yaml; returns the manifest."""
     exp = Path(exp)
     parts.tokenizer.save_pretrained(exp / "s3" / "model")
-    save_tts_model(exp / "tts" / "llm" / "model", parts.llm, {"frontend": parts.frontend.to_dict()})
-    save_tts_model(exp / "tts" / "flow" / "model", parts.flow)
+    parts.llm.save_pretrained(exp / "tts" / "llm" / "model", extra={"frontend": parts.frontend.to_dict()})
+    parts.flow.save_pretrained(exp / "tts" / "flow" / "model")
     parts.vocoder.save_pretrained(exp / "tts" / "vocoder" / "model")
     return write_manifest(exp / "tts" / "cosyvoice.yaml", {
         "model": "cosyvoice", "llm": str(exp / "tts" / "llm" / "model"), "flow": str(exp / "tts" / "flow" / "model"),
@@ -83,7 +82,7 @@ def save_cosyvoice_exp(parts: TinyTTS, exp: Path) -> Path:
 def save_flowomni_exp(model, parts: TinyTTS, exp: Path) -> Path:
     """Save a Flow-Omni model (+ the parts' vocoder) under exp/tts/ and write exp/tts/flowomni.yaml."""
     exp = Path(exp)
-    save_tts_model(exp / "tts" / "flowomni" / "model", model, {"frontend": parts.frontend.to_dict()})
+    model.save_pretrained(exp / "tts" / "flowomni" / "model", extra={"frontend": parts.frontend.to_dict()})
     if not (exp / "tts" / "vocoder" / "model").is_dir():
         parts.vocoder.save_pretrained(exp / "tts" / "vocoder" / "model")
     return write_manifest(exp / "tts" / "flowomni.yaml", {

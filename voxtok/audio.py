@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import lfilter
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadAudioError, BadConfigError
 
 # Peak below -80 dBFS is treated as silence: such a file carries no speech for any model here.
@@ -145,18 +145,11 @@ def save_audio(path: str | os.PathLike, wav, sample_rate: int, subtype: str = "P
         raise BadAudioError(f"cannot save audio of shape {tuple(arr.shape)}", path)
     if not np.isfinite(arr).all():
         raise BadAudioError("refusing to save audio with NaN or Inf samples", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
     if fmt == "OGG":
         subtype = "VORBIS"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(arr, -1.0, 1.0).T, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "wb") as handle:
+        sf.write(handle, np.clip(arr, -1.0, 1.0).T, sample_rate, format=fmt, subtype=subtype)
     return path
 
 

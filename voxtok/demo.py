@@ -3,7 +3,7 @@
 `DemoBackend(exp_dir)` serves the models a recipe's exp dir holds. The dir is re-scanned on every
 request, so models trained while the demo runs show up without a restart:
 
-    tts/cosyvoice.yaml, tts/flowomni.yaml        TTS pipeline manifests (voxtok/tts/pipeline.py)
+    tts/<pipeline>.yaml (cosyvoice, flowomni)   TTS pipeline manifests (voxtok/tts/manifest.py)
     codec_<name>/model, s3/model                codec checkpoints (save_pretrained folders)
     report/report.md, bench/report.md, bench/table.md, bench/*.png, report/*.png
                                                 the latest benchmark report
@@ -15,7 +15,6 @@ other failure is logged with its traceback on the server and reported in one lin
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
@@ -29,13 +28,27 @@ from typing import Any, Callable
 import torch
 
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError, BadTokenFileError, VoxTokError
+from voxtok.registry import registered
+from voxtok.tts.manifest import read_manifest
+from voxtok.tts.pipeline import MODE_LABELS, SpeakerTable, TTSPipeline, timed_stream
 
 log = logging.getLogger("voxtok.demo")
 
-TTS_MODELS = {"cosyvoice": "CosyVoice-style", "flowomni": "Flow-Omni"}
-MODES = {"zero_shot": "zero-shot", "cross_lingual": "cross-lingual", "sft": "stored speaker"}
-MAX_REFERENCE_SECONDS = 30.0  # the TTS pipelines' own prompt limit
-MIN_REFERENCE_SECONDS = 0.5
+
+def tts_models() -> dict[str, str]:
+    """The registered TTS pipelines: name -> label (e.g. cosyvoice -> CosyVoice-style), by name."""
+    return {name: cls.label for name, cls in sorted(registered("pipeline").items())}
+
+
+def pipeline_class(model: str) -> type[TTSPipeline]:
+    """The pipeline class of `model` (name or label), whose attributes say what it can do."""
+    return registered("pipeline")[_pick(model, tts_models(), "model")]
+
+
+def reference_seconds_range() -> tuple[float, float]:
+    """(shortest, longest) reference audio that some registered pipeline accepts."""
+    classes = registered("pipeline").values()
+    return min(c.min_prompt_seconds for c in classes), max(c.max_prompt_seconds for c in classes)
 
 
 @dataclass(frozen=True)
@@ -44,16 +57,17 @@ class DemoLimits:
 
     max_text_chars: int = 300
     max_audio_seconds: float = 30.0
-    max_reference_seconds: float = MAX_REFERENCE_SECONDS
+    max_reference_seconds: float = TTSPipeline.max_prompt_seconds
 
     def __post_init__(self):
         if self.max_text_chars < 1:
             raise BadConfigError(f"max_text_chars must be >= 1, got {self.max_text_chars}")
         if self.max_audio_seconds <= 0:
             raise BadConfigError(f"max_audio_seconds must be > 0, got {self.max_audio_seconds}")
-        if not MIN_REFERENCE_SECONDS < self.max_reference_seconds <= MAX_REFERENCE_SECONDS:
-            raise BadConfigError(f"max_reference_seconds must be in ({MIN_REFERENCE_SECONDS}, "
-                                 f"{MAX_REFERENCE_SECONDS}], got {self.max_reference_seconds}")
+        low, high = reference_seconds_range()
+        if not low < self.max_reference_seconds <= high:
+            raise BadConfigError(f"max_reference_seconds must be in ({low:g}, {high:g}], "
+                                 f"got {self.max_reference_seconds}")
 
 
 @dataclass
@@ -116,9 +130,10 @@ class DemoBackend:
         """
         t0 = time.perf_counter()
         try:
-            import voxtok.tts.cosyvoice  # noqa: F401
-            import voxtok.tts.flowomni_pipeline  # noqa: F401
-            import voxtok.tts.registry  # noqa: F401
+            from voxtok.registry import KINDS, registered
+
+            for kind in KINDS:  # imports every model class
+                registered(kind)
             from voxtok.tts.speaker import SpeakerEncoder
 
             SpeakerEncoder()
@@ -132,8 +147,8 @@ class DemoBackend:
 
     # ------------------------------------------------------------------ what the exp dir holds
     def tts_manifests(self) -> dict[str, Path]:
-        """Trained TTS models: model key (cosyvoice / flowomni) -> manifest path."""
-        found = {m: self.exp_dir / "tts" / f"{m}.yaml" for m in TTS_MODELS}
+        """Trained TTS models: pipeline name (cosyvoice / flowomni) -> manifest path."""
+        found = {m: self.exp_dir / "tts" / f"{m}.yaml" for m in tts_models()}
         return {m: p for m, p in found.items() if p.is_file()}
 
     def codec_dirs(self) -> dict[str, Path]:
@@ -142,14 +157,17 @@ class DemoBackend:
         return {p.parent.parent.name: p.parent for p in dirs}
 
     def codec_info(self, name: str) -> dict[str, Any]:
-        """A codec's metadata.json (codec, checkpoint_hash, n_q, rates) without loading weights."""
+        """A codec's facts (codec, checkpoint_hash, n_q, rates) from its metadata, without loading weights."""
+        from voxtok.registry import read_metadata
+
         dirs = self.codec_dirs()
         if name not in dirs:
             raise BadConfigError(self._no_codec_message(name))
         try:
-            return json.loads((dirs[name] / "metadata.json").read_text())
-        except (OSError, ValueError) as exc:
+            meta = read_metadata(dirs[name])
+        except OSError as exc:
             raise BadConfigError(f"unreadable codec metadata ({exc})", dirs[name] / "metadata.json") from None
+        return {"codec": meta["name"], "checkpoint_hash": meta["weights_hash"], **meta["info"]}
 
     def codec_choices(self) -> list[tuple[str, str]]:
         """(label, folder name) per codec, e.g. ("wavtokenizer (codec_wavtokenizer): 1 x 4096 codes, 75 Hz",
@@ -167,9 +185,7 @@ class DemoBackend:
 
     def stored_voices(self, model: str) -> list[str]:
         """Speaker ids usable in `stored speaker` mode with `model` ([] when it has none)."""
-        from voxtok.tts.pipeline import SpeakerTable, read_manifest
-
-        manifest = self.tts_manifests().get(_pick(model, TTS_MODELS, "model"))
+        manifest = self.tts_manifests().get(_pick(model, tts_models(), "model"))
         if manifest is None:
             return []
         try:
@@ -180,7 +196,7 @@ class DemoBackend:
     def overview(self) -> str:
         """Markdown: which models the exp dir holds now."""
         tts = self.tts_manifests()
-        tts_text = ", ".join(f"{label} {'ready' if m in tts else '(not trained yet)'}" for m, label in TTS_MODELS.items())
+        tts_text = ", ".join(f"{label} {'ready' if m in tts else '(not trained yet)'}" for m, label in tts_models().items())
         codecs = ", ".join(f"`{n}`" for n in self.codec_dirs()) or "none yet"
         report = "found" if self._report_markdown_file() or self._report_plots() else "none yet"
         return f"Models from `{self.exp_dir}` — TTS: {tts_text} · codecs: {codecs} · benchmark report: {report}"
@@ -199,26 +215,27 @@ class DemoBackend:
 
     def pipeline(self, model: str):
         """The loaded TTS pipeline for `model` (cosyvoice / flowomni), or BadConfigError if not trained."""
-        from voxtok.tts.pipeline import load_pipeline
+        from voxtok.registry import load
 
-        model = _pick(model, TTS_MODELS, "model")
+        models = tts_models()
+        model = _pick(model, models, "model")
         manifest = self.tts_manifests().get(model)
         if manifest is None:
-            raise BadConfigError(f"no {TTS_MODELS[model]} model in {self.exp_dir} yet (tts/{model}.yaml is written "
+            raise BadConfigError(f"no {models[model]} model in {self.exp_dir} yet (tts/{model}.yaml is written "
                                  "when the recipe's TTS stages finish: ./run.sh --stage 7 --stop_stage 11)")
-        pipe = self._cached("tts", manifest, manifest, lambda: load_pipeline(manifest))
-        if pipe.model_name != model:
-            raise BadConfigError(f"manifest holds a {pipe.model_name} pipeline, not {model}", manifest)
+        pipe = self._cached("tts", manifest, manifest, lambda: load(manifest, kind="pipeline"))
+        if pipe.registry_name != model:
+            raise BadConfigError(f"manifest holds a {pipe.registry_name} pipeline, not {model}", manifest)
         return pipe
 
     def codec(self, name: str):
         """The loaded codec stored in folder `name` (codec_<x> or s3)."""
-        from voxtok.codecs.base import load_codec
+        from voxtok.registry import load
 
         dirs = self.codec_dirs()
         if name not in dirs:
             raise BadConfigError(self._no_codec_message(name))
-        return self._cached("codec", dirs[name], dirs[name] / "model.safetensors", lambda: load_codec(dirs[name]))
+        return self._cached("codec", dirs[name], dirs[name] / "model.safetensors", lambda: load(dirs[name], kind="codec"))
 
     def _no_codec_message(self, name: str | None) -> str:
         found = list(self.codec_dirs())
@@ -250,8 +267,9 @@ class DemoBackend:
               seed: float | None = 0, streaming: bool = False) -> Outcome:
         """Speak `text` in the reference voice (a file path) or a stored one -> outputs {"audio": wav path}.
 
-        model: cosyvoice | flowomni (or its label); mode: zero_shot | cross_lingual | sft (or label).
-        cfg_strength is ignored by Flow-Omni; streaming (CosyVoice only) reports first-chunk latency.
+        model: a registered pipeline (cosyvoice | flowomni, or its label); mode: zero_shot | cross_lingual | sft
+        (or label). cfg_strength is ignored (with a note) by pipelines without CFG; streaming, for
+        pipelines that stream, reports the first-chunk latency.
         """
         return self._attempt(lambda: self._clone(text, reference, reference_text, model, mode, speaker, n_steps,
                                                  cfg_strength, seed, streaming), (reference,))
@@ -259,10 +277,10 @@ class DemoBackend:
     def _clone(self, text, reference, reference_text, model, mode, speaker, n_steps, cfg_strength, seed,
                streaming) -> Outcome:
         from voxtok.audio import load_audio, save_audio
-        from voxtok.tts.cosyvoice import timed_stream
 
-        model = _pick(model, TTS_MODELS, "model")
-        mode = _pick(mode, MODES, "mode")
+        model = _pick(model, tts_models(), "model")
+        capabilities = pipeline_class(model)
+        mode = _pick(mode, MODE_LABELS, "mode")
         text = (text or "").strip()
         if not text:
             raise BadTextError("type the text to speak")
@@ -272,14 +290,11 @@ class DemoBackend:
         steps, seed = _whole_number(n_steps, "sampling steps", 1, 200), _whole_number(seed, "seed", 0, 2**31 - 1)
         reference_text = (reference_text or "").strip() or None
         notes = []
-        if model == "flowomni":
-            if streaming:
-                raise BadConfigError("streaming is available with the CosyVoice-style model only; "
-                                     "Flow-Omni synthesizes whole utterances")
-            if cfg_strength is not None:
-                notes.append("CFG strength does not apply to Flow-Omni (it has no classifier-free guidance).")
+        if cfg_strength is not None and not capabilities.cfg:  # the UI's slider always sends a value
+            notes.append(f"CFG strength does not apply to {capabilities.label} (it has no classifier-free guidance).")
             cfg_strength = None
-        elif cfg_strength is not None:
+        capabilities.check_options(mode, streaming=bool(streaming), cfg_strength=cfg_strength)
+        if cfg_strength is not None:
             cfg_strength = float(cfg_strength)
             if not 0.0 <= cfg_strength <= 10.0:
                 raise BadConfigError(f"CFG strength must be in [0, 10], got {cfg_strength}")
@@ -287,16 +302,17 @@ class DemoBackend:
             if not speaker:
                 raise BadConfigError("stored speaker mode needs a voice from the stored-voice list")
         elif not reference:
-            raise BadAudioError(f"{MODES[mode]} mode needs reference audio: upload or record "
-                                f"{MIN_REFERENCE_SECONDS:g}-{self.limits.max_reference_seconds:g} s of speech")
+            raise BadAudioError(f"{MODE_LABELS[mode]} mode needs reference audio: upload or record "
+                                f"{capabilities.min_prompt_seconds:g}-{self._max_reference_seconds(capabilities):g} s "
+                                "of speech")
         elif mode == "zero_shot" and not reference_text:
             raise BadConfigError("zero-shot mode needs the reference transcript; without one, choose cross-lingual")
 
         pipe = self.pipeline(model)
         prompt = None
         if mode != "sft":
-            wav, sr = load_audio(reference, None, min_seconds=MIN_REFERENCE_SECONDS,
-                                 max_seconds=self.limits.max_reference_seconds)
+            wav, sr = load_audio(reference, None, min_seconds=capabilities.min_prompt_seconds,
+                                 max_seconds=self._max_reference_seconds(capabilities))
             prompt = pipe.prepare_prompt(wav, sr, reference_text, name=Path(reference).name)
         kw = dict(n_steps=steps, cfg_strength=cfg_strength, seed=seed)
         t0 = time.perf_counter()
@@ -309,9 +325,13 @@ class DemoBackend:
         out = save_audio(self._out_path(f"{model}_{mode}", ".wav"), audio, pipe.sample_rate)
         duration = audio.shape[-1] / pipe.sample_rate
         who = f"voice `{speaker}`" if mode == "sft" else "the reference voice"
-        message = (f"{duration:.2f} s of speech in {who} from {TTS_MODELS[model]} ({MODES[mode]}, {steps} steps, "
-                   f"seed {seed}) in {seconds:.2f} s (real-time factor {seconds / max(duration, 1e-9):.2f}).")
+        message = (f"{duration:.2f} s of speech in {who} from {capabilities.label} ({MODE_LABELS[mode]}, "
+                   f"{steps} steps, seed {seed}) in {seconds:.2f} s "
+                   f"(real-time factor {seconds / max(duration, 1e-9):.2f}).")
         return Outcome(" ".join([message] + notes), outputs={"audio": str(out)})
+
+    def _max_reference_seconds(self, capabilities: type[TTSPipeline]) -> float:
+        return min(self.limits.max_reference_seconds, capabilities.max_prompt_seconds)
 
     # ------------------------------------------------------------------ codec lab
     def codec_roundtrip(self, audio: str | None, codec: str | None, n_q: float | None = None) -> Outcome:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 import yaml
 
-from voxtok.codecs.base import build_codec
+from voxtok.recipes import CONFIG_DIR
+from voxtok.registry import build
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "codec"
+CONFIGS = CONFIG_DIR / "codec"
 
 
 def best_time(fn, repeats: int) -> float:
@@ -35,7 +35,7 @@ def best_time(fn, repeats: int) -> float:
 
 def voxtok_system(name: str):
     """(encode, decode) closures for a VoxTok codec config at 24 kHz."""
-    codec = build_codec("wavtokenizer", yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]).eval()
+    codec = build("codec", "wavtokenizer", yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]).eval()
 
     def encode(wav):
         return codec.encode(wav)

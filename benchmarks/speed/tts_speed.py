@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 import yaml
 
 from codec_speed import best_time  # benchmarks/speed/ is on sys.path when a script here runs
+from voxtok.recipes import CONFIG_DIR
 from voxtok.tts.flow import FlowDecoder
 from voxtok.tts.frontend import TextFrontend
 from voxtok.tts.llm import SamplingConfig, TextToTokenLM
 from voxtok.tts.vocoder import MelVocoder
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tts"
+CONFIGS = CONFIG_DIR / "tts"
 NAMES = {"tiny": ("llm_tiny", "flow_tiny", "vocoder_tiny"),
          "paper": ("llm_300m_paper", "flow_300m_paper", "vocoder_paper")}
 TOKEN_RATE = 50.0

@@ -202,15 +202,13 @@ pair 'run_stage 9 llm python -m voxtok.recipes.train_tts tts="$llm_config" $(bud
      'run_stage 10 flow python -m voxtok.recipes.train_tts tts="$flow_config" $(budget flow) data_dir="$data" \
         token_dir="$dump/tokens/s3" embedding_dir="$dump/spk" exp_dir="$tts_exp/flow"'
 
-# write_manifests: the pipeline manifests (voxtok/tts/pipeline.py) that synthesis and the demo load;
-# paths are relative to the manifest so exp/ can be moved.
+# write_manifests: the pipeline manifests (voxtok/tts/manifest.py) that synthesis and the demo load;
+# the writer stores paths relative to the manifest so exp/ can be moved.
 write_manifests() {
-  local s3 spk
-  s3=$(realpath --relative-to="$tts_exp" "$s3_exp/model")
-  spk=$(realpath --relative-to="$tts_exp" "$dump/spk/train")
-  printf 'model: cosyvoice\nllm: llm/model\nflow: flow/model\nvocoder: vocoder/model\ntokenizer: %s\nspeakers: %s\n' \
-    "$s3" "$spk" > "$tts_exp/cosyvoice.yaml"
-  printf 'model: flowomni\nflowomni: flowomni/model\nvocoder: vocoder/model\nspeakers: %s\n' "$spk" > "$tts_exp/flowomni.yaml"
+  python -m voxtok.cli tts manifest --model cosyvoice -o "$tts_exp/cosyvoice.yaml" llm="$tts_exp/llm/model" \
+    flow="$tts_exp/flow/model" vocoder="$tts_exp/vocoder/model" tokenizer="$s3_exp/model" speakers="$dump/spk/train" &&
+  python -m voxtok.cli tts manifest --model flowomni -o "$tts_exp/flowomni.yaml" flowomni="$tts_exp/flowomni/model" \
+    vocoder="$tts_exp/vocoder/model" speakers="$dump/spk/train"
 }
 synthesize() {
   write_manifests &&

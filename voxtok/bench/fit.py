@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import nn
+
+from voxtok.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 
 def fit_steps(model: nn.Module, batch_loss: Callable[[], torch.Tensor], steps: int, lr: float, clip: float,
               desc: str, progress: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> list[float]:
     """Train `model` for `steps` AdamW updates on `batch_loss()` (a fresh batch's scalar loss each call).
 
-    LR: short linear warm-up (5 % of the steps), then cosine to zero, which is stable both for a few
-    hundred steps and for thousands; gradient norm clipped at `clip`. Returns the loss of every
+    LR: a cosine to zero over all the steps, scaled by a short linear warm-up (5 % of the steps),
+    which is stable both for a few hundred steps and for thousands; gradient norm clipped at `clip`. Returns the loss of every
     step; leaves the model in eval mode.
     """
     from tqdm import tqdm
 
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=betas)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    cfg = OptimConfig(lr=lr, betas=betas, weight_decay=0.01, warmup_steps=max(1, steps // 20), grad_clip=clip,
+                      decay_during_warmup=True)
+    opt = build_optimizer(model.parameters(), cfg)
+    sched = build_scheduler(opt, cfg, steps)
     losses = []
     model.train()
     for _ in tqdm(range(steps), desc=desc, leave=False, disable=not progress, mininterval=2.0):
         loss = batch_loss()
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
         losses.append(loss.item())

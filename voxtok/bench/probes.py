@@ -29,6 +29,7 @@ from torch import nn
 from voxtok.bench.asr import char_error_rate, normalize_text, word_error_rate
 from voxtok.bench.fit import fit_steps
 from voxtok.errors import BadConfigError
+from voxtok.nn.masks import length_mask
 
 # CTC labels: blank (0) then these characters; `normalize_text` leaves nothing else.
 ALPHABET = " 'abcdefghijklmnopqrstuvwxyz"
@@ -138,7 +139,7 @@ class SpeakerProbe(nn.Module):
 
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.front(codes).transpose(1, 2))  # [B, C, T]
-        mask = (torch.arange(h.shape[-1], device=h.device)[None] < lengths[:, None]).unsqueeze(1).float()
+        mask = length_mask(lengths.to(h.device), h.shape[-1]).unsqueeze(1).float()
         count = mask.sum(-1).clamp(min=1.0)
         mean = (h * mask).sum(-1) / count
         var = (((h - mean[..., None]) ** 2) * mask).sum(-1) / count

@@ -18,11 +18,11 @@ import html
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadConfigError
 
 TIERS = (("low", 0.0, 1.5), ("medium", 1.5, 6.0), ("high", 6.0, math.inf))
@@ -186,27 +186,17 @@ def ranking_tables(rows: Sequence[dict]) -> list[tuple[str, list[str], list[list
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     """One line per system, one column per key that any row has (system/status/kbps first)."""
     first = ["system", "status", "error", "kind", "spec", "kbps", "tier"]
     display = _display_rows(rows)
     keys = first + sorted({k for r in display for k in r if k not in first and not isinstance(r[k], (dict, list))})
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         for r in display:
             writer.writerow({k: r.get(k, "") for k in keys})
-    os.replace(tmp, path)
     return path
 
 
@@ -257,8 +247,8 @@ def plot_rate_distortion(rows: Sequence[dict], out_dir: str | os.PathLike) -> li
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"rd_{metric}.png"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=120)
         plt.close(fig)
         written.append(path)
     return written
@@ -313,8 +303,10 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | 
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     md_text = "\n".join(md)
-    _atomic_write(out_dir / "table.md", markdown_table(*summary))
-    _atomic_write(out_dir / "report.md", md_text)
+    with atomic_write(out_dir / "table.md") as handle:
+        handle.write(markdown_table(*summary))
+    with atomic_write(out_dir / "report.md") as handle:
+        handle.write(md_text)
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>VoxTok benchmark</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
@@ -333,7 +325,8 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, meta: dict | 
     if notes:
         parts += ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     parts.append("</body></html>\n")
-    _atomic_write(out_dir / "report.html", "\n".join(parts))
+    with atomic_write(out_dir / "report.html") as handle:
+        handle.write("\n".join(parts))
     return out_dir / "report.md"
 
 

@@ -25,20 +25,21 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from voxtok.atomic import atomic_write
 from voxtok.bench.lm import LMConfig
 from voxtok.bench.probes import ProbeConfig
+from voxtok.config import check_keys, dataclass_from_dict, require_mapping
 from voxtok.errors import BadConfigError
 
 DEFAULT_SYSTEMS = ("identity", "codec2_1200", "codec2_3200", "opus_6k", "opus_12k")
@@ -73,18 +74,13 @@ class BenchConfig:
 
     @classmethod
     def from_mapping(cls, values: dict) -> "BenchConfig":
-        """Build from a plain dict (e.g. a Hydra config); `probe` and `lm_model` may be dicts."""
-        values = dict(values)
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BadConfigError(f"unknown benchmark setting '{unknown[0]}' (known: {sorted(known)})")
+        """Build from a plain dict (e.g. a Hydra config); `probe` and `lm_model` may be dicts.
+        Unknown keys, nested ones included, are a BadConfigError naming the key."""
+        values = dict(require_mapping(values, "bench"))
+        check_keys(values, (f.name for f in fields(cls)), "")
         for key, kind in (("probe", ProbeConfig), ("lm_model", LMConfig)):
-            if isinstance(values.get(key), dict):
-                bad = sorted(set(values[key]) - set(kind.__dataclass_fields__))
-                if bad:
-                    raise BadConfigError(f"unknown {key} setting '{bad[0]}'")
-                values[key] = kind(**values[key])
+            if isinstance(values.get(key), Mapping):
+                values[key] = dataclass_from_dict(kind, values[key], key)
         return cls(**values)
 
     def check(self) -> None:
@@ -121,25 +117,19 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
 
 
 def _write_csv(path: Path, rows: Sequence[dict]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _spread(utts: list[str], limit: int | None) -> list[str]:
@@ -189,7 +179,7 @@ class StageCache:
     def put(self, stage: str, key: str, result: dict) -> None:
         """Store a stage's result (written to disk at once)."""
         self.data[stage] = {"key": key, "result": result}
-        _atomic_json(self.path, self.data)
+        _write_json(self.path, self.data)
 
 
 @dataclass
@@ -448,7 +438,7 @@ def reference_transcripts(data, utts: Sequence[str], fp: str, cfg: BenchConfig) 
     hyps = {utt: asr.transcribe_one(load_utterance(data, utt, cfg.eval_sample_rate), cfg.eval_sample_rate)
             for utt in tqdm(utts, desc="Whisper on the original audio", leave=False,
                             disable=not progress_enabled(cfg), mininterval=2.0)}
-    _atomic_json(path, {"key": key, "hyps": hyps})
+    _write_json(path, {"key": key, "hyps": hyps})
     return hyps
 
 
@@ -548,7 +538,7 @@ def run_benchmark(cfg: BenchConfig) -> list[dict]:
     reset_metric_failures()
     shared, meta = prepare_shared(cfg)
     rows = _run_all(cfg, shared)
-    _atomic_json(out / "results.json", {"meta": meta, "rows": rows})
+    _write_json(out / "results.json", {"meta": meta, "rows": rows})
     _combine_per_utt(cfg, rows)
     write_report(rows, out, meta)
     return rows

@@ -241,11 +241,11 @@ class VoxTokSystem(System):
     has_tokens = True
 
     def __init__(self, spec: SystemSpec, device: str = "cpu", batch_seconds: float = 60.0):
-        from voxtok.codecs.base import load_codec
+        from voxtok.registry import load
 
         super().__init__(spec)
         self.device = device
-        self.codec = load_codec(spec.path, map_location=device).to(device).eval()
+        self.codec = load(spec.path, map_location=device, kind="codec").to(device).eval()
         n_q = _int_option(spec, "n_q")
         self.n_q = self.codec.n_q if n_q is None else n_q
         if not 1 <= self.n_q <= self.codec.n_q:
@@ -413,7 +413,7 @@ class DACSystem(System):
 
 
 def _file_digest(path: Path) -> str:
-    from voxtok.codecs.base import file_hash
+    from voxtok.registry import file_hash
 
     return file_hash(path)
 

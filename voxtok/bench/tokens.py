@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadConfigError
 
 
@@ -49,19 +49,12 @@ class TokenSet:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the set to one `.npz` file atomically (a temp file, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         dtype = np.int16 if self.codebook_size <= 32768 else np.int32
         meta = {"frame_rate": self.frame_rate, "codebook_size": self.codebook_size, "n_q": self.n_q,
                 "seconds": self.seconds, "utts": self.utts}
         arrays = {f"c{i}": self.codes[u].astype(dtype) for i, u in enumerate(self.utts)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         return path
 
     @classmethod
@@ -82,6 +75,13 @@ def codebook_usage(all_codes: Iterable, q: int, codebook_size: int) -> tuple[flo
     probs = np.array(list(counts.values()), dtype=np.float64) / max(sum(counts.values()), 1)
     entropy = float(-(probs * np.log2(probs)).sum()) if probs.size else 0.0
     return len(counts) / codebook_size, entropy
+
+
+def code_statistics(all_codes: Iterable, codebook_size: int) -> dict[str, float]:
+    """{"usage", "perplexity"} of codebook 0 over a list of codes [Q, T'] (numpy or torch): the
+    share of the codebook used at least once and 2 ** (unigram entropy in bits)."""
+    usage, entropy_bits = codebook_usage(all_codes, 0, codebook_size)
+    return {"usage": usage, "perplexity": 2.0 ** entropy_bits}
 
 
 def token_statistics(tokens: TokenSet) -> dict[str, float]:

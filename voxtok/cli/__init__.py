@@ -24,7 +24,7 @@ from voxtok.cli.common import _Formatter
 from voxtok.errors import VoxTokError
 
 
-COMMAND_GROUPS = ["data", "codec", "asr", "tts", "bench"]  # modules of voxtok.cli, in --help order
+COMMAND_GROUPS = ["data", "codec", "convert", "asr", "tts", "bench"]  # modules of voxtok.cli, in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,12 +13,12 @@ def _asr_transcribe(args: argparse.Namespace) -> int:
     import torch
 
     from voxtok.audio import load_audio
-    from voxtok.codecs.base import load_codec
+    from voxtok.registry import load
     from voxtok.codecs.tokenize import collect_inputs
     from voxtok.data.dataset import LengthBucketSampler, pad_batch
     from voxtok.errors import VoxTokError
 
-    model = load_codec(args.model)
+    model = load(args.model, kind="codec")
     if not hasattr(model, "transcribe"):
         raise VoxTokError(f"model is a '{model.codec_name}' codec, which cannot transcribe (an s3 model can)", args.model)
     loaded: list[tuple[str, torch.Tensor]] = []

@@ -36,9 +36,9 @@ def _codec_decode(args: argparse.Namespace) -> int:
     import torch
 
     from voxtok.audio import save_audio
-    from voxtok.codecs.base import load_codec
+    from voxtok.registry import load
 
-    codec = load_codec(args.model)
+    codec = load(args.model, kind="codec")
     out = Path(args.output)
     single_file = len(args.tokens) == 1 and out.suffix.lower() in (".wav", ".flac", ".ogg")
     for token_file in args.tokens:

@@ -1,81 +1,31 @@
-"""The Codec API every VoxTok tokenizer implements, the registry, and checkpoint save/load.
+"""The Codec API every VoxTok tokenizer implements.
 
 A codec maps audio [B, 1, T] at `sample_rate` to integer codes [B, Q, T'] at `frame_rate` and back.
-Checkpoints are folders: config.yaml (the model config), model.safetensors (weights) and
-metadata.json (codec name, VoxTok version, checkpoint hash). `load_codec(dir)` rebuilds any
-registered codec from such a folder.
+Codecs register as `@register("codec", name)` and save/load through the one checkpoint format of
+`voxtok.registry` (`save_pretrained(dir)`, `voxtok.load(dir)`); metadata.json `info` holds the rates
+so readers (the demo, token files) need not load the weights.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import math
-import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import yaml
-from safetensors.torch import load_file
 
 from voxtok.codecs.tokenfile import TokenHeader, check_code_range, read_tokens, write_tokens
-from voxtok.checkpoint import atomic_dir, write_weights
 from voxtok.errors import BadConfigError, BadTokenFileError
-
-CODEC_REGISTRY: dict[str, type["Codec"]] = {}
-
-
-def register_codec(name: str):
-    """Class decorator: make a Codec subclass buildable by `build_codec(name, config)`."""
-
-    def add(cls: type["Codec"]) -> type["Codec"]:
-        if name in CODEC_REGISTRY and CODEC_REGISTRY[name] is not cls:
-            raise BadConfigError(f"codec name '{name}' is registered twice")
-        cls.codec_name = name
-        CODEC_REGISTRY[name] = cls
-        return cls
-
-    return add
+from voxtok.registry import SavesPretrained
 
 
-def _import_builtin_codecs() -> None:
-    # Importing the modules runs their @register_codec decorators.
-    import importlib
-
-    for module in ("wavtokenizer", "dmcodec", "fusecodec", "s3"):
-        importlib.import_module(f"voxtok.codecs.{module}")
-
-
-def build_codec(name: str, config: dict[str, Any]) -> "Codec":
-    """Build a registered codec from its config dict (random weights)."""
-    _import_builtin_codecs()
-    if name not in CODEC_REGISTRY:
-        raise BadConfigError(f"unknown codec '{name}' (registered: {sorted(CODEC_REGISTRY)})")
-    return CODEC_REGISTRY[name].from_config(config)
-
-
-def load_codec(path: str | os.PathLike, map_location: str = "cpu") -> "Codec":
-    """Load any registered codec from a `save_pretrained` folder."""
-    path = Path(path)
-    meta_file = path / "metadata.json"
-    if not meta_file.is_file():
-        raise BadConfigError("not a VoxTok codec checkpoint (no metadata.json)", path)
-    meta = json.loads(meta_file.read_text())
-    _import_builtin_codecs()
-    cls = CODEC_REGISTRY.get(meta.get("codec", ""))
-    if cls is None:
-        raise BadConfigError(f"checkpoint is for unknown codec '{meta.get('codec')}'", path)
-    return cls.from_pretrained(path, map_location=map_location)
-
-
-class Codec(torch.nn.Module):
+class Codec(SavesPretrained, torch.nn.Module):
     """Base class: subclasses set the rates and implement `_encode` / `_decode`.
 
     Subclasses define `from_config(dict)` and keep the config dict in `self.config`.
     """
 
-    codec_name: ClassVar[str] = "codec"
     sample_rate: int
     hop_length: int
     n_q: int
@@ -85,6 +35,11 @@ class Codec(torch.nn.Module):
         super().__init__()
         self.config = dict(config)
         self.checkpoint_hash = "untrained"
+
+    @property
+    def codec_name(self) -> str:
+        """The registered name, written into token files so tokens are decoded by the same codec."""
+        return self.registry_name
 
     # -- properties derived from the rates
     @property
@@ -166,42 +121,11 @@ class Codec(torch.nn.Module):
         return codes, header
 
     # -- checkpoints
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write config.yaml, model.safetensors and metadata.json into `path` atomically."""
-        with atomic_dir(path) as tmp:
-            digest = file_hash(write_weights(self, tmp))
-            (tmp / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
-            meta = {"codec": self.codec_name, "checkpoint_hash": digest, "sample_rate": self.sample_rate,
-                    "frame_rate": self.frame_rate, "n_q": self.n_q, "codebook_size": self.codebook_size,
-                    "format": 1}
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
-        self.checkpoint_hash = digest
-        return Path(path)
+    def to_config(self) -> dict[str, Any]:
+        """The config this codec was built from (stored in config.yaml)."""
+        return copy.deepcopy(self.config)
 
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> "Codec":
-        """Rebuild the codec from a `save_pretrained` folder (local paths only)."""
-        path = Path(path)
-        for name in ("config.yaml", "model.safetensors", "metadata.json"):
-            if not (path / name).is_file():
-                raise BadConfigError(f"codec checkpoint lacks {name}", path)
-        meta = json.loads((path / "metadata.json").read_text())
-        if meta.get("codec") != cls.codec_name:
-            raise BadConfigError(f"checkpoint holds codec '{meta.get('codec')}', not '{cls.codec_name}'", path)
-        model = cls.from_config(yaml.safe_load((path / "config.yaml").read_text()))
-        state = load_file(str(path / "model.safetensors"), device=map_location)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BadConfigError(f"checkpoint does not fit the config (missing {missing[:3]}, "
-                                 f"unexpected {unexpected[:3]})", path)
-        model.checkpoint_hash = meta["checkpoint_hash"]
-        return model.eval()
-
-
-def file_hash(path: str | os.PathLike, length: int = 16) -> str:
-    """First `length` hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
+    def checkpoint_info(self) -> dict[str, Any]:
+        """Rates and code layout, stored in metadata.json `info`."""
+        return {"sample_rate": self.sample_rate, "frame_rate": self.frame_rate, "n_q": self.n_q,
+                "codebook_size": self.codebook_size}

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError, VoxTokError
+from voxtok.nn.masks import length_mask
 
 EPS = 1e-8
 

@@ -14,6 +14,8 @@ Config (the `model:` block of configs/codec/dmcodec_*.yaml, rvq_tiny.yaml):
     distill:   {lm: {dim, layer: 1, frame_loss: d_axis}, sm: {dim, layer: 1, frame_loss: d_axis}}
                (dim: the teacher's width; null = taken from the teacher stores by the recipe;
                layer: 1-based RVQ layer; frame_loss: d_axis | t_axis | null = no frame-level loss)
+    shared_head: false   true = ONE projection scored against every teacher, as the DM-Codec
+               repository trains it (its `transform`); the teachers must then share dim and layer
 
 Training losses (unweighted; the trainer's `loss.aux` weights them): commit (mean over the RVQ
 layers used, as SpeechTokenizer), codebook, distill_lm, distill_sm.
@@ -21,7 +23,6 @@ layers used, as SpeechTokenizer), codebook, distill_lm, distill_sm.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +30,19 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from voxtok.codecs.base import Codec, register_codec
+from voxtok.codecs.autoencoder import AutoencoderCodec
 from voxtok.codecs.distill import frame_loss
 from voxtok.codecs.distill_data import TEACHER_BATCH_KEYS
-from voxtok.codecs.modules.quantize import QuantizerOutput, ResidualVQ, build_quantizer
+from voxtok.codecs.model_config import MODEL
+from voxtok.codecs.modules.outputs import GeneratorOutput, quantizer_stats
+from voxtok.codecs.modules.quantize import QuantizerOutput, ResidualVQ
 from voxtok.codecs.modules.seanet import SEANetDecoder, SEANetEncoder, SkipLSTM
-from voxtok.codecs.wavtokenizer import GeneratorOutput, quantizer_stats
-from voxtok.data.dataset import length_mask
+from voxtok.config import check_keys, kwargs_for, require_keys, require_mapping
 from voxtok.errors import BadConfigError
+from voxtok.registry import register
 
 TEACHERS = ("lm", "sm")
+SHARED_HEAD = "shared"  # key of the one head in `heads` when shared_head is on
 
 
 @dataclass(frozen=True)
@@ -52,18 +56,16 @@ class DistillTarget:
     frame_loss: str | None = "d_axis"
 
 
-def parse_distill(block: dict[str, Any] | None, n_q: int) -> dict[str, DistillTarget]:
+def parse_distill(block: dict[str, Any] | None, n_q: int, where: str = f"{MODEL}.distill") -> dict[str, DistillTarget]:
     """The `distill:` config block -> {teacher name: DistillTarget}, validated."""
     targets = {}
-    for name, spec in (block or {}).items():
+    for name, spec in require_mapping(block, where).items():
         if spec is None:
             continue
         if name not in TEACHERS:
-            raise BadConfigError(f"distill: unknown teacher '{name}' (choose from {list(TEACHERS)})")
-        spec = dict(spec)
-        unknown = set(spec) - {"dim", "layer", "frame_loss"}
-        if unknown:
-            raise BadConfigError(f"distill.{name}: unknown option(s) {sorted(unknown)}")
+            raise BadConfigError(f"{where}: unknown teacher '{name}' (choose from {list(TEACHERS)})")
+        spec = require_mapping(spec, f"{where}.{name}")
+        check_keys(spec, ("dim", "layer", "frame_loss"), f"{where}.{name}")
         if spec.get("dim") is None:
             raise BadConfigError(f"distill.{name}.dim is not set (give the teacher width, or teachers_dir "
                                  "to the training recipe so it is read from the teacher stores)")
@@ -74,6 +76,21 @@ def parse_distill(block: dict[str, Any] | None, n_q: int) -> dict[str, DistillTa
             raise BadConfigError(f"distill.{name}.frame_loss must be d_axis, t_axis or null, got {target.frame_loss!r}")
         targets[name] = target
     return targets
+
+
+def head_targets(targets: dict[str, DistillTarget], shared: bool,
+                 where: str = f"{MODEL}.shared_head") -> dict[str, DistillTarget]:
+    """{head name: target it is sized for}: one head per teacher, or with `shared` one head named
+    SHARED_HEAD for all of them (they must then read the same RVQ layer at the same width)."""
+    if not shared:
+        return targets
+    if not targets:
+        raise BadConfigError(f"{where} is on but distill names no teacher")
+    kinds = {(t.dim, t.layer) for t in targets.values()}
+    if len(kinds) > 1:
+        found = ", ".join(f"{t.name}: dim {t.dim}, layer {t.layer}" for t in targets.values())
+        raise BadConfigError(f"{where} needs every teacher at the same dim and layer ({found})")
+    return {SHARED_HEAD: next(iter(targets.values()))}
 
 
 def run_lstm_packed(lstm: SkipLSTM, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -101,30 +118,32 @@ def check_teacher_batch(teachers: dict[str, Any]) -> dict[str, torch.Tensor]:
     return teachers
 
 
-@register_codec("dmcodec")
-class DMCodec(Codec):
+@register("codec", "dmcodec")
+class DMCodec(AutoencoderCodec):
     """SpeechTokenizer-style RVQ codec with optional LM / speech-model distillation heads."""
+
+    # Keys of the `model:` block; subclasses that read more extend it.
+    model_keys: tuple[str, ...] = ("sample_rate", "encoder", "decoder", "quantizer", "distill", "shared_head")
+    quantizer: ResidualVQ
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
-        cfg = copy.deepcopy(config)
+        cfg = require_mapping(config, MODEL)
+        check_keys(cfg, self.model_keys, MODEL)
+        require_keys(cfg, ("encoder", "decoder", "quantizer"), MODEL)
         self.sample_rate = int(cfg.get("sample_rate", 16000))
-        self.encoder = SEANetEncoder(**cfg["encoder"])
-        self.decoder = SEANetDecoder(**cfg["decoder"])
+        self.encoder = SEANetEncoder(**kwargs_for(SEANetEncoder, cfg["encoder"], f"{MODEL}.encoder"))
+        self.decoder = SEANetDecoder(**kwargs_for(SEANetDecoder, cfg["decoder"], f"{MODEL}.decoder"))
         self.hop_length = self.encoder.hop_length
         dim = self.encoder.dimension
         if (self.decoder.dimension, self.decoder.hop_length) != (dim, self.hop_length):
             raise BadConfigError(f"decoder (dimension {self.decoder.dimension}, hop {self.decoder.hop_length}) "
                                  f"does not mirror the encoder (dimension {dim}, hop {self.hop_length})")
-        qcfg = dict(cfg["quantizer"])
-        if qcfg.pop("kind", "rvq") != "rvq":
-            raise BadConfigError("dmcodec needs an RVQ quantizer (quantizer.kind: rvq): distillation reads its layers")
-        self.quantizer_warmup_steps = int(qcfg.pop("warmup_steps", 0))
-        self.quantizer: ResidualVQ = build_quantizer("rvq", dim=dim, **qcfg)
-        self.n_q = self.quantizer.n_q
-        self.codebook_size = int(self.quantizer.codebook_size)
+        self.init_quantizer(cfg["quantizer"], kinds=("rvq",), why=" (dmcodec distillation reads the RVQ layers)")
         self.targets = parse_distill(cfg.get("distill"), self.n_q)
-        self.heads = nn.ModuleDict({name: nn.Linear(dim, t.dim) for name, t in self.targets.items()})
+        self.shared_head = bool(cfg.get("shared_head", False))
+        self.heads = nn.ModuleDict({name: nn.Linear(dim, t.dim) for name, t in head_targets(
+            self.targets, self.shared_head).items()})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "DMCodec":
@@ -135,11 +154,12 @@ class DMCodec(Codec):
         """Teacher streams (see codecs/distill_data.py) the training losses need."""
         return {name for name, t in self.targets.items() if t.frame_loss}
 
-    # -- encoder side
-    def _pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
-        extra = (-wav.shape[-1]) % self.hop_length
-        return torch.nn.functional.pad(wav, (0, extra)) if extra else wav
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """commit, codebook and distill_<teacher> for each teacher with a frame loss."""
+        return (*super().loss_names, *(f"distill_{name}" for name, t in self.targets.items() if t.frame_loss))
 
+    # -- encoder side
     def encode_latent(self, wav: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """Audio [B, 1, T] -> latent [B, D, ceil(T / hop)]; with frames [B], the LSTM reads only
         each item's first frames[b] frames."""
@@ -163,7 +183,8 @@ class DMCodec(Codec):
         target = self.targets[name]
         if target.layer > len(q.layer_outputs):
             return None
-        return self.heads[name](q.layer_outputs[target.layer - 1].transpose(1, 2))
+        head = self.heads[SHARED_HEAD if self.shared_head else name]
+        return head(q.layer_outputs[target.layer - 1].transpose(1, 2))
 
     @staticmethod
     def teacher_frames(frames: torch.Tensor, teachers: dict[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -186,45 +207,29 @@ class DMCodec(Codec):
         return losses
 
     # -- training
-    def training_forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, step: int = 0,
-                         **teachers: torch.Tensor) -> GeneratorOutput:
-        """Audio [B, 1, T] (+ teacher streams, see codecs/distill_data.py) -> reconstruction
-        [B, 1, T], unweighted losses {commit, codebook, distill_*} and codebook statistics.
+    def check_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Teacher streams (see codecs/distill_data.py) only; anything else is refused."""
+        return check_teacher_batch(batch)
 
-        For the first `quantizer.warmup_steps` updates the RVQ is bypassed (a plain autoencoder,
-        no distillation): k-means then initialises the codebooks on a latent that has spread out.
-        """
-        teachers = check_teacher_batch(teachers)
+    def training_latent(self, wav: torch.Tensor, lengths: torch.Tensor | None,
+                        batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, 1, T] + teacher streams -> (fused latent [B, D, ceil(T / hop)], valid frames [B]);
+        the BiLSTM reads each item only up to its own end."""
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long, device=wav.device)
         frames = self.code_lengths(lengths.to(wav.device))
-        latent = self.fuse(self.encode_latent(self._pad_to_hop(wav), frames), teachers)
-        if step < self.quantizer_warmup_steps:
-            recon = self.decoder(latent)[..., : wav.shape[-1]]
-            zero = latent.new_zeros(())
-            return GeneratorOutput(recon, {"commit": zero, "codebook": zero}, {})
-        q = self.quantizer(latent, mask=length_mask(frames, latent.shape[-1]))
-        recon = self.decoder(q.quantized)[..., : wav.shape[-1]]
+        return self.fuse(self.encode_latent(self._pad_to_hop(wav), frames), batch), frames
+
+    def training_output(self, recon: torch.Tensor, q: QuantizerOutput, frames: torch.Tensor,
+                        batch: dict[str, torch.Tensor]) -> GeneratorOutput:
+        """Unweighted losses {commit (mean over the RVQ layers used, as SpeechTokenizer), codebook,
+        distill_*} and codebook statistics, with n_q_used (quantizer dropout's draw)."""
         used = q.codes.shape[1]
         losses = {"commit": q.commit_loss / used, "codebook": q.codebook_loss}
-        losses.update(self.teacher_losses(q, teachers, frames))
+        losses.update(self.teacher_losses(q, batch, frames))
         stats = {**quantizer_stats(q), "n_q_used": float(used)}
         return GeneratorOutput(recon, losses, stats, q)
 
-    # -- the Codec API
-    def inference_latent(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Audio [B, 1, T] (lengths [B] samples, None = all T) -> latent [B, D, ceil(T / hop)] as
-        encode() quantizes it: valid frames do not depend on the padding that follows them (the
-        encoder's right context is zero-padded; the LSTM itself is packed to each item's length)."""
-        frames = -(-wav.shape[-1] // self.hop_length)
-        tail = frames * self.hop_length - wav.shape[-1] + self.encoder.right_context_frames * self.hop_length
-        valid = (torch.full((wav.shape[0],), frames, dtype=torch.long) if lengths is None
-                 else self.code_lengths(torch.as_tensor(lengths).reshape(-1).cpu()))
-        return self.encode_latent(torch.nn.functional.pad(wav, (0, tail)), valid)[..., :frames]
-
-    def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
-        return self.quantizer.encode(self.inference_latent(wav, lengths), n_q=n_q)
-
-    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.quantizer.decode(codes))
-
+    def synthesize(self, latent: torch.Tensor) -> torch.Tensor:
+        """Quantized latent [B, D, T'] -> audio [B, 1, T' * hop] (the SEANet decoder)."""
+        return self.decoder(latent)

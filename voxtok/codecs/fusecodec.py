@@ -34,11 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from voxtok.codecs.base import register_codec
 from voxtok.codecs.distill import global_loss, windowed_token_loss
 from voxtok.codecs.dmcodec import DMCodec
+from voxtok.codecs.model_config import MODEL
 from voxtok.codecs.modules.quantize import QuantizerOutput
+from voxtok.config import merge_strict
 from voxtok.errors import BadConfigError
+from voxtok.registry import register
 
 
 class GlobalFusion(nn.Module):
@@ -84,34 +86,45 @@ class GlobalFusion(nn.Module):
         return fused[:, 0], fused[:, 1]
 
 
-@register_codec("fusecodec")
+# FuseCodec's keys of the `model:` block (besides DM-Codec's) with their defaults: all parts off.
+FUSECODEC_DEFAULTS = {
+    "context": "cls",
+    "fusion": {"enabled": False, "heads": 4, "drop_prob": 0.5},
+    "global_supervision": {"enabled": False, "loss": "d_axis"},
+    "context_alignment": {"enabled": False, "window": 2, "match": "max"},
+}
+
+
+@register("codec", "fusecodec")
 class FuseCodec(DMCodec):
     """DM-Codec backbone + latent fusion, global supervision and windowed contextual supervision."""
+
+    model_keys = (*DMCodec.model_keys, *FUSECODEC_DEFAULTS)
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         missing = [t for t in ("lm", "sm") if t not in self.targets]
         if missing:
             raise BadConfigError(f"fusecodec needs distill.lm and distill.sm (teacher widths); missing {missing}")
-        self.context = config.get("context", "cls")
+        cfg = merge_strict(FUSECODEC_DEFAULTS, {k: v for k, v in config.items() if k in FUSECODEC_DEFAULTS}, MODEL)
+        self.context = cfg["context"]
         if self.context not in ("cls", "mean"):
             raise BadConfigError(f"fusecodec context must be 'cls' or 'mean', got {self.context!r}")
-        fusion = dict(config.get("fusion") or {})
-        self.fusion_enabled = bool(fusion.get("enabled", False))
-        self.drop_prob = float(fusion.get("drop_prob", 0.5))
+        fusion = cfg["fusion"]
+        self.fusion_enabled = bool(fusion["enabled"])
+        self.drop_prob = float(fusion["drop_prob"])
         if not 0.0 <= self.drop_prob <= 1.0:
             raise BadConfigError(f"fusion.drop_prob must be in [0, 1], got {self.drop_prob}")
         self.fusion = (GlobalFusion(self.encoder.dimension, self.targets["sm"].dim, self.targets["lm"].dim,
-                                    int(fusion.get("heads", 4))) if self.fusion_enabled else None)
-        supervision = dict(config.get("global_supervision") or {})
-        self.global_enabled = bool(supervision.get("enabled", False))
-        self.global_kind = supervision.get("loss", "d_axis")
+                                    int(fusion["heads"])) if self.fusion_enabled else None)
+        self.global_enabled = bool(cfg["global_supervision"]["enabled"])
+        self.global_kind = cfg["global_supervision"]["loss"]
         if self.global_kind not in ("d_axis", "t_axis"):
             raise BadConfigError(f"global_supervision.loss must be d_axis or t_axis, got {self.global_kind!r}")
-        align = dict(config.get("context_alignment") or {})
-        self.align_enabled = bool(align.get("enabled", False))
-        self.window = int(align.get("window", 2))
-        self.match = align.get("match", "max")
+        align = cfg["context_alignment"]
+        self.align_enabled = bool(align["enabled"])
+        self.window = int(align["window"])
+        self.match = align["match"]
         if self.match not in ("max", "mean") or self.window < 0:
             raise BadConfigError(f"context_alignment needs window >= 0 and match max|mean, got "
                                  f"{self.window}, {self.match!r}")
@@ -129,6 +142,13 @@ class FuseCodec(DMCodec):
         if self.align_enabled:
             streams.add("lm_tokens")
         return streams
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """DM-Codec's, plus global_sm / global_lm and context_window for the supervisions enabled."""
+        extra = (("global_sm", "global_lm") if self.global_enabled else ()) + (
+            ("context_window",) if self.align_enabled else ())
+        return (*super().loss_names, *extra)
 
     # -- (i) latent fusion
     def fuse(self, latent: torch.Tensor, teachers: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -153,7 +173,7 @@ class FuseCodec(DMCodec):
         [B, n_q, ceil(T / hop)] with fusion, as the published model encodes; without the vectors
         the same codes as encode(). For analyses that have teacher features at test time."""
         latent = self.fuse(self.inference_latent(wav, lengths), teachers)
-        return self.quantizer.encode(latent, n_q=self.n_q if n_q is None else n_q)
+        return self.quantizer.encode(latent, n_q=n_q)
 
     # -- (ii) global and (iii) windowed supervision
     def teacher_losses(self, q: QuantizerOutput, teachers: dict[str, torch.Tensor],

@@ -1,11 +1,12 @@
 """GAN training for waveform generators (codecs, vocoders) with Lightning manual optimisation.
 
 The generator is any nn.Module with `training_forward(wav [B, 1, T], lengths [B]) ->
-GeneratorOutput` (reconstruction + unweighted auxiliary losses); batch entries other than
-utts / wav / lengths (e.g. teacher features for distillation) reach it as keyword arguments.
-The discriminators, the adversarial / feature-matching / mel / waveform / STOI losses and two AdamW
-optimisers with warmup + cosine schedules are set by the `discriminators`, `loss` and `optim`
-config blocks.
+GeneratorOutput` (reconstruction + unweighted auxiliary losses) and `loss_names` (the names of
+those losses, which `loss.aux` may weight); batch entries other than utts / wav / lengths (e.g.
+teacher features for distillation) reach it as keyword arguments. The discriminators, the
+adversarial / feature-matching / mel / waveform / STOI losses and two AdamW optimisers with warmup +
+cosine schedules are set by the `discriminators`, `loss` and `optim` config blocks
+(codecs/gan_config.py reads them).
 
 Lightning counts every optimiser step in `global_step`; both optimisers step once per batch, so
 global_step = 2 x generator updates. Configs and logs speak of generator updates.
@@ -13,7 +14,6 @@ global_step = 2 x generator updates. Configs and logs speak of generator updates
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
@@ -24,86 +24,72 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from voxtok.audio import MelConfig
+from voxtok.codecs.gan_config import read_gan_config
 from voxtok.codecs.modules.discriminators import build_discriminators
 from voxtok.codecs.modules.losses import (
     MultiResolutionMelLoss, discriminator_loss, feature_matching_loss, generator_adv_loss, waveform_l1_loss,
 )
 from voxtok.codecs.modules.stoi_loss import StoiLoss
+from voxtok.config import merge_strict
 from voxtok.errors import BadConfigError
+from voxtok.training.optim import build_optimizer, build_scheduler
 
 OPTIMIZER_STEPS_PER_UPDATE = 2  # generator + discriminator
+# The `trainer:` block (configs/trainer/*.yaml); None marks the counts every config must set.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true",
+    "max_steps": None, "max_time": None, "log_every_n_steps": None, "val_every_n_steps": None,
+    "checkpoint_every_n_steps": None, "limit_val_batches": 1.0, "threads": None, "seed": 0,
+}
+REQUIRED_TRAINER_COUNTS = ("max_steps", "val_every_n_steps", "checkpoint_every_n_steps", "log_every_n_steps")
 
 # Lightning warns that manual-optimisation checkpoints hold post-step weights: that is what we want.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float = 0.0) -> Callable[[int], float]:
-    """LR multiplier: linear warmup, then cosine decay to `final_ratio` at `total_steps`."""
-
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 class GANModule(L.LightningModule):
     """Trains `generator` against discriminators built from `cfg["discriminators"]`.
 
-    `cfg` is the codec/vocoder config (blocks: discriminators, loss, optim); `max_steps` is the
-    number of generator updates the cosine schedule spans.
+    `cfg` is the codec/vocoder config (blocks: discriminators, loss, optim; name, model and data
+    are the recipe's), read strictly by `read_gan_config`, whose messages name keys under `where`
+    (e.g. "codec"); `max_steps` is the number of generator updates the cosine schedule spans.
     """
 
-    def __init__(self, generator: torch.nn.Module, cfg: dict[str, Any], max_steps: int, sample_rate: int):
+    def __init__(self, generator: torch.nn.Module, cfg: dict[str, Any], max_steps: int, sample_rate: int,
+                 where: str = ""):
         super().__init__()
         self.automatic_optimization = False
         self.generator = generator
-        self.cfg = cfg
+        self.loss_names = frozenset(getattr(generator, "loss_names", ()))
+        gan = read_gan_config(cfg, self.loss_names, where)
+        self.gan = gan
         self.max_updates = max_steps
         self.sample_rate = sample_rate
-        disc = cfg["discriminators"]
-        self.discriminator = build_discriminators(disc["names"], **dict(disc.get("options") or {}))
-        loss = cfg["loss"]
-        mel = dict(loss["mel"])
-        self.mel_weight = float(mel.pop("weight"))
-        preset = MelConfig.preset(mel.pop("preset", "vocos"))
-        if "log_floor" in mel:  # how much the loss cares about near-silent bins
-            preset = preset.with_(log_floor=float(mel.pop("log_floor")))
-        self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, base=preset, **mel)
-        self.adv_kind = loss.get("adversarial", "hinge")
-        self.fm_weight = float(loss.get("feature_matching", 1.0))
-        self.adv_weight = float(loss.get("adversarial_weight", 1.0))
-        self.wav_weight = float(loss.get("waveform_l1", 0.0))
-        self.stoi_weight = float(loss.get("stoi", 0.0))
+        self.discriminator = build_discriminators(gan.discriminators, **gan.discriminator_options)
+        self.mel_weight = gan.mel.weight
+        self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, base=gan.mel.base, **gan.mel.options)
+        self.adv_kind = gan.adversarial
+        self.fm_weight = gan.feature_matching
+        self.adv_weight = gan.adversarial_weight
+        self.wav_weight = gan.waveform_l1
+        self.stoi_weight = gan.stoi
         self.stoi_loss = StoiLoss(sample_rate) if self.stoi_weight else None
-        self.aux_weights = {k: float(v) for k, v in (loss.get("aux") or {}).items()}
-        self.disc_start = int(cfg["optim"].get("disc_start_step", 0))
+        self.aux_weights = gan.aux
+        self.disc_start = gan.disc_start_step
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     # -- optimisers
     def configure_optimizers(self):
-        o = self.cfg["optim"]
-        # fused: one kernel over all parameters instead of ~10 small ops per tensor; on 2 CPU
-        # cores 700 tiny-WavTokenizer updates took 96 s instead of 105 s (`optim.fused: false`
-        # turns it off).
-        make = lambda params: torch.optim.AdamW(params, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.8, 0.9))),
-                                               weight_decay=float(o.get("weight_decay", 0.0)),
-                                               fused=bool(o.get("fused", True)))
-        opt_g, opt_d = make(self.generator.parameters()), make(self.discriminator.parameters())
-        schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
-        sched = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
-        return [opt_g, opt_d], [{"scheduler": s, "interval": "step"} for s in sched]
+        opts = [build_optimizer(part.parameters(), self.gan.optim) for part in (self.generator, self.discriminator)]
+        sched = [build_scheduler(opt, self.gan.optim, self.max_updates) for opt in opts]
+        return opts, [{"scheduler": s, "interval": "step"} for s in sched]
 
     def _step(self, opt, sched, loss: torch.Tensor | None) -> None:
         opt.zero_grad(set_to_none=True)
         if loss is not None:
             self.manual_backward(loss)
-            self.clip_gradients(opt, gradient_clip_val=float(self.cfg["optim"].get("grad_clip", 1e3)),
-                                gradient_clip_algorithm="norm")
+            self.clip_gradients(opt, gradient_clip_val=self.gan.optim.grad_clip, gradient_clip_algorithm="norm")
         # Stepping with no gradients is a no-op for AdamW but keeps Lightning's step count regular.
         opt.step()
         sched.step()
@@ -135,7 +121,11 @@ class GANModule(L.LightningModule):
         g_loss = self.mel_weight * mel
         logs["train/mel"] = float(mel.detach())
         for name, value in out.losses.items():
-            weight = self.aux_weights.get(name, 0.0)
+            if name not in self.loss_names:
+                # `loss_names` is what `loss.aux` is checked against: it must list every loss.
+                raise BadConfigError(f"{type(self.generator).__name__} produced loss '{name}' missing from its "
+                                     f"loss_names {sorted(self.loss_names)}")
+            weight = self.aux_weights.get(name, 0.0)  # unweighted losses are logged only
             if weight:
                 g_loss = g_loss + weight * value
             logs[f"train/{name}"] = float(value.detach())
@@ -225,19 +215,20 @@ def build_trainer(tcfg: dict[str, Any], exp_dir: str | Path, extra_callbacks: li
     last.ckpt) go to `exp_dir/checkpoints`, TensorBoard logs to `exp_dir/tensorboard`.
     """
     exp_dir = Path(exp_dir)
-    if tcfg.get("threads"):
+    tcfg = check_trainer_config(tcfg)
+    if tcfg["threads"]:
         torch.set_num_threads(int(tcfg["threads"]))
     per = int(steps_per_update)
     checkpoint = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="step{step:08d}", auto_insert_metric_name=False,
                                  every_n_train_steps=int(tcfg["checkpoint_every_n_steps"]) * per,
                                  save_last=True, save_top_k=-1 if monitor is None else 2, monitor=monitor)
-    devices = int(tcfg.get("devices", 1))
+    devices = int(tcfg["devices"])
     return L.Trainer(
-        accelerator=tcfg.get("accelerator", "cpu"), devices=devices, num_nodes=int(tcfg.get("num_nodes", 1)),
-        strategy=make_strategy(tcfg.get("strategy", "auto"), devices), precision=tcfg.get("precision", "32-true"),
-        max_steps=int(tcfg["max_steps"]) * per, max_time=tcfg.get("max_time"), max_epochs=-1,
+        accelerator=tcfg["accelerator"], devices=devices, num_nodes=int(tcfg["num_nodes"]),
+        strategy=make_strategy(tcfg["strategy"], devices), precision=tcfg["precision"],
+        max_steps=int(tcfg["max_steps"]) * per, max_time=tcfg["max_time"], max_epochs=-1,
         val_check_interval=int(tcfg["val_every_n_steps"]), check_val_every_n_epoch=None,
-        limit_val_batches=tcfg.get("limit_val_batches", 1.0), log_every_n_steps=int(tcfg["log_every_n_steps"]),
+        limit_val_batches=tcfg["limit_val_batches"], log_every_n_steps=int(tcfg["log_every_n_steps"]),
         logger=TensorBoardLogger(str(exp_dir), name="tensorboard", version=""),
         callbacks=[checkpoint, ProgressLog(int(tcfg["log_every_n_steps"]) * 10), *(extra_callbacks or [])],
         default_root_dir=str(exp_dir),
@@ -279,8 +270,11 @@ def last_checkpoint(exp_dir: str | Path) -> str | None:
     return str(path)
 
 
-def check_trainer_config(tcfg: dict[str, Any]) -> None:
-    """Refuse trainer settings that cannot work before any work is done."""
-    for key in ("max_steps", "val_every_n_steps", "checkpoint_every_n_steps", "log_every_n_steps"):
-        if int(tcfg.get(key, 0)) < 1:
-            raise BadConfigError(f"trainer.{key} must be >= 1, got {tcfg.get(key)}")
+def check_trainer_config(tcfg: dict[str, Any]) -> dict[str, Any]:
+    """The `trainer:` block with defaults filled in; refuses unknown keys and settings that cannot
+    work (the step counts must be >= 1) before any work is done."""
+    merged = merge_strict(TRAINER_DEFAULTS, tcfg, "trainer")
+    for key in REQUIRED_TRAINER_COUNTS:
+        if int(merged[key] or 0) < 1:
+            raise BadConfigError(f"trainer.{key} must be >= 1, got {merged[key]}")
+    return merged

@@ -37,11 +37,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxtok.audio import MelConfig, MelSpectrogram
-from voxtok.codecs.base import Codec, register_codec
-from voxtok.codecs.modules.quantize import QuantizerOutput, build_quantizer
-from voxtok.codecs.wavtokenizer import quantizer_stats
-from voxtok.data.dataset import length_mask
+from voxtok.codecs.base import Codec
+from voxtok.codecs.model_config import MODEL, quantizer_from_config
+from voxtok.codecs.modules.outputs import quantizer_stats
+from voxtok.codecs.modules.quantize import QuantizerOutput
+from voxtok.config import check_keys, kwargs_for, require_keys, require_mapping
 from voxtok.errors import BadConfigError, BadTextError, VoxTokError
+from voxtok.nn.attention import MultiHeadAttention
+from voxtok.nn.masks import length_mask
+from voxtok.nn.positions import rotary_tables, sinusoids
+from voxtok.registry import register
 
 # ----------------------------------------------------------------------------- characters
 
@@ -72,12 +77,11 @@ class CharVocab:
         self._ids = {c: i + 1 for i, c in enumerate(symbols)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> "CharVocab":
-        """Build from a model config's `vocab:` block (None = the default English set)."""
-        config = dict(config or {})
-        unknown = set(config) - {"symbols"}
-        if unknown:
-            raise BadConfigError(f"unknown vocab options {sorted(unknown)} (only 'symbols')")
+    def from_config(cls, config: dict[str, Any] | None, where: str = "vocab") -> "CharVocab":
+        """Build from a model config's `vocab:` block (None = the default English set); `where`
+        names the block in errors."""
+        config = require_mapping(config, where)
+        check_keys(config, ("symbols",), where)
         return cls(config.get("symbols", DEFAULT_SYMBOLS))
 
     def to_config(self) -> dict[str, str]:
@@ -135,27 +139,17 @@ class CharVocab:
 # ----------------------------------------------------------------------------- building blocks
 
 
-def sinusoids(frames: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
-    """Whisper-style absolute positions: [frames, dim] = [sin | cos] of geometric frequencies."""
-    half = dim // 2
-    inv = torch.exp(-math.log(10000.0) * torch.arange(half, device=device) / max(half - 1, 1))
-    angles = torch.arange(frames, device=device)[:, None].float() * inv[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+# Keys of EncoderBlock weights saved before the attention moved into voxtok.nn (block-level names).
+_PRE_NN_ATTENTION_KEYS = ("query.weight", "query.bias", "key.weight", "value.weight", "value.bias",
+                          "out.weight", "out.bias", "fsmn.weight")
 
 
-def rotary_tables(frames: int, head_dim: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [frames, head_dim] for rotate-half rotary embeddings (base 10000)."""
-    inv = 1.0 / 10000.0 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
-    angles = torch.arange(frames, device=device).float()[:, None] * inv[None, :]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Apply rotary embeddings to x [B, T, H, Dh] with cos/sin [T, Dh]."""
-    half = x.shape[-1] // 2
-    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[None, :, None].to(x.dtype) + turned * sin[None, :, None].to(x.dtype)
+def _nest_attention_keys(module, state_dict, prefix, *args) -> None:
+    """Load-state-dict pre-hook: move old block-level attention keys under `attn.`, so
+    checkpoints written before the shared attention module keep loading."""
+    for name in _PRE_NN_ATTENTION_KEYS:
+        if prefix + name in state_dict:
+            state_dict[prefix + "attn." + name] = state_dict.pop(prefix + name)
 
 
 class EncoderBlock(nn.Module):
@@ -166,41 +160,16 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn_mult: int = 4, fsmn_kernel: int = 0, dropout: float = 0.0):
         super().__init__()
-        if dim % heads:
-            raise BadConfigError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
         self.attn_norm = nn.LayerNorm(dim)
-        self.query = nn.Linear(dim, dim)
-        self.key = nn.Linear(dim, dim, bias=False)
-        self.value = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-        self.fsmn = nn.Conv1d(dim, dim, fsmn_kernel, groups=dim, bias=False) if fsmn_kernel else None
+        self.attn = MultiHeadAttention(dim, heads, layout="whisper", fsmn_kernel=fsmn_kernel)
         self.mlp_norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
         self.dropout = nn.Dropout(dropout)
-
-    def _memory(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """FSMN: v [B, T, D] masked, depthwise conv ('same' padding) plus v, masked again."""
-        keep = mask[..., None].to(v.dtype)
-        v = v * keep
-        k = self.fsmn.kernel_size[0]
-        padded = F.pad(v.transpose(1, 2), ((k - 1) // 2, k - 1 - (k - 1) // 2))
-        return (self.fsmn(padded).transpose(1, 2) + v) * keep
+        self.register_load_state_dict_pre_hook(_nest_attention_keys)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        batch, frames, dim = x.shape
-        h = self.attn_norm(x)
-        split = lambda t: t.reshape(batch, frames, self.heads, dim // self.heads)
-        q, k, v = split(self.query(h)), split(self.key(h)), split(self.value(h))
-        if rotary is not None:
-            q, k = _rotate(q, *rotary), _rotate(k, *rotary)
         # Padded keys are excluded, so a frame's output never depends on how much padding follows.
-        attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                              attn_mask=mask[:, None, None, :])
-        out = self.out(attn.transpose(1, 2).reshape(batch, frames, dim))
-        if self.fsmn is not None:
-            out = out + self._memory(v.reshape(batch, frames, dim), mask)
-        x = x + self.dropout(out)
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, rotary=rotary))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
@@ -269,10 +238,9 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2
 
 _REQUIRED_KEYS = ("dim", "heads", "encoder1_blocks", "encoder2_blocks", "quantizer")
 _CONFIG_KEYS = {*_REQUIRED_KEYS, "sample_rate", "mel", "strides", "position", "block", "vocab", "spec_augment"}
-_SPEC_AUGMENT_KEYS = {"freq_masks", "freq_width", "time_masks", "time_width"}
 
 
-@register_codec("s3")
+@register("codec", "s3")
 class S3Tokenizer(Codec):
     """CosyVoice-style supervised semantic tokenizer: one codebook of semantic tokens at 50 Hz
     (VQ) or 25 Hz (FSQ), trained through a character CTC recognizer. Tokens cannot be decoded to
@@ -282,21 +250,14 @@ class S3Tokenizer(Codec):
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         cfg = copy.deepcopy(config)
-        unknown = set(cfg) - _CONFIG_KEYS
-        if unknown:
-            raise BadConfigError(f"unknown s3 model options {sorted(unknown)}")
-        missing = [key for key in _REQUIRED_KEYS if key not in cfg]
-        if missing:
-            raise BadConfigError(f"s3 model config lacks {missing}")
-        self.vocab = CharVocab.from_config(cfg.get("vocab"))
+        check_keys(require_mapping(cfg, MODEL), _CONFIG_KEYS, MODEL)
+        require_keys(cfg, _REQUIRED_KEYS, MODEL)
+        self.vocab = CharVocab.from_config(cfg.get("vocab"), f"{MODEL}.vocab")
         self.config["vocab"] = self.vocab.to_config()  # save_pretrained then always stores it
         self.sample_rate = int(cfg.get("sample_rate", 16000))
-        mel = dict(cfg.get("mel") or {})
-        mel_cfg = MelConfig.preset(mel.pop("preset", "whisper"))
-        try:
-            mel_cfg = mel_cfg.with_(**mel)
-        except TypeError as err:
-            raise BadConfigError(f"bad mel options {mel}: {err}") from None
+        mel = dict(require_mapping(cfg.get("mel"), f"{MODEL}.mel"))
+        mel_cfg = MelConfig.preset(mel.pop("preset", "whisper"))  # the other keys override the preset's
+        mel_cfg = mel_cfg.with_(**kwargs_for(MelConfig, mel, f"{MODEL}.mel"))
         if mel_cfg.sample_rate != self.sample_rate:
             raise BadConfigError(f"mel sample_rate {mel_cfg.sample_rate} differs from the model's {self.sample_rate}")
         self.mel = MelSpectrogram(mel_cfg)
@@ -307,32 +268,28 @@ class S3Tokenizer(Codec):
         self.position = cfg.get("position", "sinusoidal")
         if self.position not in ("sinusoidal", "rope"):
             raise BadConfigError(f"position must be 'sinusoidal' or 'rope', got {self.position!r}")
-        block = dict(cfg.get("block") or {})
+        block = kwargs_for(EncoderBlock, cfg.get("block"), f"{MODEL}.block", exclude=("dim", "heads"))
         self.encoder1 = BlockStack(int(cfg["encoder1_blocks"]), dim, heads, **block)
         self.encoder2 = BlockStack(int(cfg["encoder2_blocks"]), dim, heads, **block)
         self.head_dim = dim // heads
 
-        qcfg = dict(cfg["quantizer"])
-        kind = qcfg.pop("kind", "vq")
-        if kind not in ("vq", "fsq"):
-            raise BadConfigError(f"s3 quantizer kind must be 'vq' or 'fsq' (one codebook), got {kind!r}")
+        # Quantizer bypassed for the first `warmup_steps` updates: k-means on a random encoder's
+        # frames would fit a codebook the encoder leaves behind at once (see
+        # AutoencoderCodec.training_forward).
+        self.quantizer, self.quantizer_warmup_steps, own = quantizer_from_config(
+            cfg["quantizer"], dim, kinds=("vq", "fsq"), default_kind="vq", why=" (one codebook)",
+            caller_keys=("normalize",))
         # CosyVoice v1 looks codes up for L2-normalised frames (cosine similarity). We scale the
         # unit vectors by sqrt(dim) so each channel has RMS 1, like the rest of the residual
         # stream: same nearest codes, commitment loss on a useful scale.
-        self.normalize = bool(qcfg.pop("normalize", False))
-        # Quantizer bypassed for the first updates: k-means on a random encoder's frames would
-        # fit a codebook the encoder leaves behind at once (see WavTokenizer.training_forward).
-        self.quantizer_warmup_steps = int(qcfg.pop("warmup_steps", 0))
-        self.quantizer = build_quantizer(kind, dim=dim, **qcfg)
+        self.normalize = bool(own.get("normalize", False))
         self.n_q = 1
         self.codebook_size = int(self.quantizer.codebook_size)
 
         self.final_norm = nn.LayerNorm(dim)
         self.ctc_head = nn.Linear(dim, len(self.vocab))
-        self.spec_augment = dict(cfg["spec_augment"]) if cfg.get("spec_augment") else None
-        if self.spec_augment and set(self.spec_augment) - _SPEC_AUGMENT_KEYS:
-            raise BadConfigError(f"unknown spec_augment options {sorted(set(self.spec_augment) - _SPEC_AUGMENT_KEYS)} "
-                                 f"(choose from {sorted(_SPEC_AUGMENT_KEYS)})")
+        self.spec_augment = (kwargs_for(spec_augment, cfg["spec_augment"], f"{MODEL}.spec_augment",
+                                        exclude=("feats", "lengths")) if cfg.get("spec_augment") else None)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "S3Tokenizer":
@@ -363,10 +320,13 @@ class S3Tokenizer(Codec):
     def _positions(self, x: torch.Tensor) -> torch.Tensor:
         if self.position != "sinusoidal":
             return x
-        return x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
+        # Whisper layout: [sin | cos] (see voxtok.nn.positions).
+        table = sinusoids(torch.arange(x.shape[1], device=x.device), x.shape[2], layout="sin_cos", endpoint=True,
+                          log_first=True)
+        return x + table.to(x.dtype)
 
     def _rotary(self, frames: int, device: torch.device):
-        return rotary_tables(frames, self.head_dim, device) if self.position == "rope" else None
+        return rotary_tables(frames, self.head_dim, device=device) if self.position == "rope" else None
 
     def _encoder1(self, wav: torch.Tensor, lengths: torch.Tensor | None, augment: bool = False):
         """-> (Encoder-1 output [B, T', D], frame lengths [B], mask [B, T'], block outputs)."""
@@ -391,7 +351,7 @@ class S3Tokenizer(Codec):
 
     def _infer(self, wav: torch.Tensor, lengths: torch.Tensor | None):
         """Inference pass that never touches codebook statistics:
-        -> (codes [B, T'], CTC logits [B, T', V], frame lengths [B], block outputs)."""
+        -> (codes [B, 1, T'], CTC logits [B, T', V], frame lengths [B], block outputs)."""
         h, frame_lengths, mask, hidden1 = self._encoder1(wav, lengths)
         codes = self.quantizer.encode(self._quantizer_input(h))
         quantized = self.quantizer.decode(codes).transpose(1, 2)
@@ -401,7 +361,7 @@ class S3Tokenizer(Codec):
     # -- the Codec API
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor | None, n_q: int) -> torch.Tensor:
         h, _, _, _ = self._encoder1(wav, lengths)
-        return self.quantizer.encode(self._quantizer_input(h)).unsqueeze(1)
+        return self.quantizer.encode(self._quantizer_input(h))
 
     def decode(self, codes: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Not available: S3 tokens carry content, not sound."""
@@ -432,13 +392,16 @@ class S3Tokenizer(Codec):
     def recognize(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
         """One pass for both outputs: (greedy transcripts, codes [B, 1, T'], valid frames [B])."""
         codes, logits, frame_lengths, _ = self._infer(wav, lengths)
-        return self.greedy_decode(logits, frame_lengths), codes.unsqueeze(1), frame_lengths
+        return self.greedy_decode(logits, frame_lengths), codes, frame_lengths
 
     def transcribe(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
         """Audio [B, 1, T] -> greedy CTC transcripts (normalised text)."""
         return self.recognize(wav, lengths)[0]
 
     # -- training
+    # The unweighted losses `training_losses` returns: the CTC trainer's `loss` block weights these.
+    loss_names = ("ctc", "commit", "codebook")
+
     def training_losses(self, wav: torch.Tensor, lengths: torch.Tensor | None, targets: torch.Tensor,
                         target_lengths: torch.Tensor, step: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Audio [B, 1, T] + character targets [B, N] (ids 1..V-1, padded) with lengths [B] ->

@@ -333,9 +333,9 @@ class SMTeacher:
     @classmethod
     def from_s3(cls, model_dir: str | os.PathLike, layer: Layer = "mean", device: str = "cpu") -> "SMTeacher":
         """The S3 tokenizer's ASR encoder (a `save_pretrained` folder of codec 's3')."""
-        from voxtok.codecs.base import load_codec
+        from voxtok.registry import load
 
-        codec = load_codec(model_dir).eval().to(device)
+        codec = load(model_dir, kind="codec").eval().to(device)
         if not hasattr(codec, "hidden_states"):
             raise BadConfigError(f"codec '{codec.codec_name}' has no encoder hidden states to distil", model_dir)
 

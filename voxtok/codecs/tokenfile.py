@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadTokenFileError
 
 MAGIC = b"VTOK"
@@ -61,15 +61,8 @@ def write_tokens(path: str | os.PathLike, codes: torch.Tensor, header: TokenHead
     head = json.dumps(asdict(header), sort_keys=True).encode()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + arr.astype(header.dtype).tobytes()
     blob = body + struct.pack("<I", zlib.crc32(body))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "wb") as handle:
+        handle.write(blob)
     return path
 
 

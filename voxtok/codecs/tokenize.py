@@ -123,19 +123,19 @@ def encode_to_files(codec, items: list[tuple[str, str]], out_dir: str | os.PathL
 
 def _encode_job(model_dir: str, items: list[tuple[str, str]], out_dir: str, n_q: int | None,
                 max_batch_seconds: float, threads: int) -> EncodeReport:
-    from voxtok.codecs.base import load_codec
+    from voxtok.registry import load
 
     torch.set_num_threads(threads)
-    return encode_to_files(load_codec(model_dir), items, out_dir, n_q, max_batch_seconds)
+    return encode_to_files(load(model_dir, kind="codec"), items, out_dir, n_q, max_batch_seconds)
 
 
 def encode_files_parallel(model_dir: str | os.PathLike, items: list[tuple[str, str]], out_dir: str | os.PathLike,
                           n_q: int | None = None, nj: int = 1, max_batch_seconds: float = 60.0) -> EncodeReport:
     """`encode_to_files` split over `nj` processes (each loads the model, one torch thread each)."""
     if nj <= 1:
-        from voxtok.codecs.base import load_codec
+        from voxtok.registry import load
 
-        return encode_to_files(load_codec(model_dir), items, out_dir, n_q, max_batch_seconds)
+        return encode_to_files(load(model_dir, kind="codec"), items, out_dir, n_q, max_batch_seconds)
     chunks = [items[i::nj] for i in range(nj)]
     report = EncodeReport()
     with ProcessPoolExecutor(nj) as pool:

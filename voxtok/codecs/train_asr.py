@@ -3,9 +3,11 @@
 The model is any nn.Module with
     training_losses(wav [B, 1, T], lengths [B], targets [B, N], target_lengths [B], step) ->
         (unweighted losses by name, stats floats)
+    loss_names (the names of those losses),
     transcribe(wav, lengths) -> list[str] and a `vocab` with `normalize(text)`;
-the `loss` block of the codec config weights the losses, `optim` sets AdamW with linear warmup +
-cosine decay and the gradient-norm clip. Validation logs the CTC loss and the greedy CER / WER.
+the `loss` block of the codec config weights the losses (a weight for a loss the model does not
+produce is an error), `optim` sets AdamW with linear warmup + cosine decay and the gradient-norm
+clip (`voxtok.training.optim`). Validation logs the CTC loss and the greedy CER / WER.
 Train it with `build_trainer(tcfg, exp_dir, steps_per_update=1)`.
 """
 
@@ -16,26 +18,33 @@ from typing import Any
 import lightning as L
 import torch
 
-from voxtok.codecs.gan_trainer import warmup_cosine
+from voxtok.config import check_keys, check_weights
 from voxtok.errors import BadConfigError
+from voxtok.training.optim import build_optimizer, build_scheduler, read_optim_config
 
 DEFAULT_LOSS_WEIGHTS = {"ctc": 1.0, "commit": 0.25, "codebook": 1.0}
+OPTIM_DEFAULTS = {"betas": (0.9, 0.98), "weight_decay": 0.0, "warmup_steps": 0, "final_lr_ratio": 0.0,
+                  "grad_clip": 5.0}
+CONFIG_BLOCKS = ("name", "model", "loss", "optim", "data")  # of an S3 codec config
 
 
 class CTCModule(L.LightningModule):
     """Trains `model` by weighted `training_losses`; one optimiser step per batch.
 
-    `cfg` is the codec config (blocks: optim, loss); `max_steps` is the number of updates the
-    cosine schedule spans.
+    `cfg` is the codec config (blocks: optim, loss; name, model and data are the recipe's), read
+    strictly; messages name keys under `where` (e.g. "codec"); `max_steps` is the number of
+    updates the cosine schedule spans.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: dict[str, Any], max_steps: int):
+    def __init__(self, model: torch.nn.Module, cfg: dict[str, Any], max_steps: int, where: str = ""):
         super().__init__()
+        path = (lambda key: f"{where}.{key}" if where else key)
+        check_keys(cfg, CONFIG_BLOCKS, where)
         self.model = model
-        self.cfg = cfg
+        self.optim = read_optim_config(cfg.get("optim"), OPTIM_DEFAULTS, path("optim"))
         self.max_updates = max_steps
-        weights = {**DEFAULT_LOSS_WEIGHTS, **(cfg.get("loss") or {})}
-        self.loss_weights = {name: float(w) for name, w in weights.items()}
+        given = check_weights(cfg.get("loss"), getattr(model, "loss_names", ()), path("loss"))
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **given}
         # Counts updates for the quantizer warm-up and ProgressLog; saved in checkpoints.
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._val_refs: list[str] = []
@@ -43,17 +52,13 @@ class CTCModule(L.LightningModule):
         self._val_ctc: list[float] = []
 
     def configure_optimizers(self):
-        o = self.cfg["optim"]
-        opt = torch.optim.AdamW(self.model.parameters(), lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.98))),
-                                weight_decay=float(o.get("weight_decay", 0.0)))
-        schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        opt = build_optimizer(self.model.parameters(), self.optim)
+        sched = build_scheduler(opt, self.optim, self.max_updates)
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # The clip lives in the model config (it is part of the recipe), not in the trainer config.
-        self.clip_gradients(optimizer, gradient_clip_val=float(self.cfg["optim"].get("grad_clip", 5.0)),
-                            gradient_clip_algorithm="norm")
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
 
     def _weighted(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         unknown = set(losses) - set(self.loss_weights)

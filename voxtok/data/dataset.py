@@ -100,11 +100,6 @@ def change_speed(wav: torch.Tensor, percent: int) -> torch.Tensor:
     return wav if percent == 100 else resample(wav, percent, 100, quality="HQ")
 
 
-def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, size] bool mask, True at positions < lengths[b] (lengths [B], any unit: samples or frames)."""
-    return torch.arange(size, device=lengths.device)[None, :] < lengths.reshape(-1)[:, None]
-
-
 def pad_batch(wavs: Sequence[torch.Tensor], multiple_of: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad [1, T_i] signals to one batch [B, 1, T_max] (rounded up to `multiple_of`)."""
     lengths = torch.tensor([w.shape[-1] for w in wavs], dtype=torch.long)

@@ -19,14 +19,15 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadConfigError, BadDataDirError
 
 WAV_SCP = "wav.scp"
@@ -120,20 +121,10 @@ def _render_kv(mapping: Mapping[str, object], path: Path) -> str:
 
 def _atomic_write_many(contents: Mapping[Path, str]) -> None:
     """Write every file to a temp file first, then rename them all: a failure writes nothing."""
-    temps: dict[Path, str] = {}
-    try:
+    # The stack renames only once every file is written; an error on any unwinds all of them.
+    with ExitStack() as stack:
         for path, text in contents.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps[path] = tmp
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            stack.enter_context(atomic_write(path, newline="\n")).write(text)
 
 
 def write_kv(path: str | os.PathLike, mapping: Mapping[str, object]) -> Path:

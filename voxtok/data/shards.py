@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from voxtok.atomic import atomic_write
 from voxtok.errors import BadDataDirError, VoxTokError
 
 
 class BadShardError(VoxTokError):
     """A shard store that is missing, inconsistent or holds arrays of the wrong shape."""
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -55,7 +48,8 @@ class ShardWriter:
             if old != full_meta:
                 raise BadShardError("store was written with different settings; remove it or use another dir", self.root)
         else:
-            _atomic_text(meta_path, json.dumps(full_meta, indent=2, sort_keys=True))
+            with atomic_write(meta_path) as handle:
+                handle.write(json.dumps(full_meta, indent=2, sort_keys=True))
         self.done = set(ShardStore(self.root).keys()) if resume else set()
         taken = [p for p in self.root.glob(f"shard-r{rank:03d}-*.index.tsv")]
         self._next = len(taken)
@@ -86,7 +80,8 @@ class ShardWriter:
         if self._bin is None:
             return
         self._bin.close()
-        _atomic_text(self.root / f"{self._name}.index.tsv", "\n".join(self._rows) + "\n")
+        with atomic_write(self.root / f"{self._name}.index.tsv") as handle:
+            handle.write("\n".join(self._rows) + "\n")
         self._bin, self._rows = None, []
         self._next += 1
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voxtok.atomic import atomic_write
 from voxtok.audio import normalize_loudness, resample, save_audio, validate_waveform
 from voxtok.data.textgen import SentenceGenerator
 from voxtok.errors import MissingVoiceError, BadConfigError, VoxTokError
@@ -424,18 +425,6 @@ def finish_audio(wav: np.ndarray, sample_rate: int, target_rate: int, name: obje
 # ----------------------------------------------------------------------------- writing
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write `text` (no trailing newline, as in LibriTTS) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _is_done(utt: Utterance, out_root: Path) -> bool:
     return all(p.exists() for p in utt.paths(out_root))
 
@@ -449,8 +438,10 @@ def _synthesize_one(utt: Utterance, out_root: Path, sample_rate: int, piper: _Pi
     else:
         raw, raw_rate = run_espeak(voice, utt.normalized)
     audio = finish_audio(raw, raw_rate, sample_rate, wav_path)
-    _write_text(normalized_path, utt.normalized)
-    _write_text(original_path, utt.original)
+    with atomic_write(normalized_path) as handle:
+        handle.write(utt.normalized)
+    with atomic_write(original_path) as handle:
+        handle.write(utt.original)
     save_audio(wav_path, audio, sample_rate)
 
 
@@ -482,7 +473,8 @@ def _write_trans_tsv(utterances: list[Utterance], out_root: Path) -> None:
         by_chapter.setdefault(chapter_dir, []).append(f"{utt.utt_id}\t{utt.original}\t{utt.normalized}")
     for chapter_dir, rows in by_chapter.items():
         name = f"{chapter_dir.parent.name}_{chapter_dir.name}.trans.tsv"
-        _write_text(chapter_dir / name, "\n".join(rows) + "\n")
+        with atomic_write(chapter_dir / name) as handle:
+            handle.write("\n".join(rows) + "\n")
 
 
 def _claim_out_root(out_root: Path, info: str) -> None:
@@ -492,7 +484,8 @@ def _claim_out_root(out_root: Path, info: str) -> None:
         raise BadConfigError("folder holds a synthetic corpus made with other settings "
                              "(different seed or sizes); choose another output folder", out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    _write_text(info_path, info)
+    with atomic_write(info_path) as handle:
+        handle.write(info)
 
 
 def synthesize_corpus(out_root: str | os.PathLike, config: SynthConfig | None = None,
@@ -520,8 +513,10 @@ def synthesize_corpus(out_root: str | os.PathLike, config: SynthConfig | None = 
         check_voices(sorted({u.speaker.voice for u in todo}, key=repr))
         _run_jobs(todo, out_root, config.sample_rate, nj, progress)
     _write_trans_tsv(utterances, out_root)
-    _write_text(out_root / "speakers.tsv", _speakers_tsv(speakers))
-    _write_text(marker, info)
+    with atomic_write(out_root / "speakers.tsv") as handle:
+        handle.write(_speakers_tsv(speakers))
+    with atomic_write(marker) as handle:
+        handle.write(info)
     return out_root
 
 

@@ -1,7 +1,9 @@
 """Hydra entry points that the recipe stages call: `python -m voxtok.recipes.<stage> key=value ...`.
 
 Every entry point reads its config from the repository's `configs/` tree and turns a
-VoxTokError into a one-line message and exit status 2, like the `voxtok` CLI.
+VoxTokError into a one-line message and exit status 2, like the `voxtok` CLI. Hydra composes the
+config in struct mode, so an override of a key the tree lacks (`exp_dirr=...`) is an error;
+the model, trainer and data blocks are then read strictly by the library (voxtok/config.py).
 """
 
 from __future__ import annotations

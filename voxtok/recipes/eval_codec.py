@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from voxtok.atomic import atomic_write
 from voxtok.audio import save_audio
 from voxtok.bench.metrics import reconstruction_metrics
-from voxtok.bench.tokens import codebook_usage
-from voxtok.codecs.base import load_codec
+from voxtok.bench.tokens import code_statistics
+from voxtok.registry import load
 from voxtok.data.dataset import load_utterance
 from voxtok.data.kaldi import DataDir
 from voxtok.recipes import recipe_main
@@ -37,17 +38,11 @@ METRICS = ("pesq_wb", "stoi", "mel_distance")
 OPTIONAL_COLUMNS = (("speaker_similarity", "spk sim", ".3f"), ("wer", "WER", ".1%"), ("dwer", "dWER", ".1%"))
 
 
-def code_statistics(all_codes: list[torch.Tensor], codebook_size: int) -> dict[str, float]:
-    """Usage (share of the codebook used) and perplexity of codebook 0 over codes [Q, T'] lists."""
-    usage, entropy_bits = codebook_usage(all_codes, 0, codebook_size)
-    return {"usage": usage, "perplexity": 2.0 ** entropy_bits}
-
-
 def evaluate(cfg: DictConfig) -> list[dict]:
     """Run every system over the data dir; returns the table rows (means per system)."""
     from voxtok.bench.baselines import CLASSICAL_CODECS
 
-    codec = load_codec(cfg.model)
+    codec = load(cfg.model, kind="codec")
     sr = codec.sample_rate
     n_q = cfg.get("n_q")
     n_q = codec.n_q if n_q is None else int(n_q)
@@ -132,14 +127,14 @@ def format_table(rows: list[dict], num_utts: int) -> str:
 
 def write_outputs(out_dir: Path, per_utt: list[dict], rows: list[dict], num_utts: int) -> None:
     """results.csv (per utterance) and table.md (means)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     fields = ["system", "utt", "kbps", *METRICS]
     fields += [k for k in ("speaker_similarity", "transcript") if any(k in r for r in per_utt)]
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+    with atomic_write(out_dir / "results.csv", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(per_utt)
-    (out_dir / "table.md").write_text(format_table(rows, num_utts))
+    with atomic_write(out_dir / "table.md") as handle:
+        handle.write(format_table(rows, num_utts))
 
 
 @recipe_main("eval_codec")

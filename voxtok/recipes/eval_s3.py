@@ -19,19 +19,20 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from voxtok.codecs.base import load_codec
+from voxtok.atomic import atomic_write
+from voxtok.bench.tokens import code_statistics
+from voxtok.registry import load
 from voxtok.data.dataset import LengthBucketSampler, load_utterance, pad_batch, utterance_duration
 from voxtok.data.kaldi import DataDir
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
-from voxtok.recipes.eval_codec import code_statistics
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Transcribe and tokenize every test utterance; returns the summary row."""
     import jiwer
 
-    model = load_codec(cfg.model)
+    model = load(cfg.model, kind="codec")
     if not hasattr(model, "recognize"):
         raise BadConfigError(f"model is a '{model.codec_name}' codec, not an S3 tokenizer with a recognizer", cfg.model)
     device = cfg.get("device", "auto")
@@ -83,12 +84,12 @@ def format_table(summary: dict, num_utts: int) -> str:
 
 def write_outputs(out_dir: Path, rows: list[dict], summary: dict) -> None:
     """results.csv (per utterance) and table.md (summary)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["utt", "ref", "hyp", "cer", "wer", "frames"])
+    with atomic_write(out_dir / "results.csv", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["utt", "ref", "hyp", "cer", "wer", "frames"])
         writer.writeheader()
         writer.writerows(rows)
-    (out_dir / "table.md").write_text(format_table(summary, len(rows)))
+    with atomic_write(out_dir / "table.md") as handle:
+        handle.write(format_table(summary, len(rows)))
 
 
 @recipe_main("eval_s3")

@@ -101,9 +101,9 @@ class Extractor:
             self.sm = SMTeacher.from_s3(settings.sm_s3, settings.sm_layer, settings.device)
         self.aligner = None
         if settings.aligner:
-            from voxtok.codecs.base import load_codec
+            from voxtok.registry import load
 
-            self.aligner = load_codec(settings.aligner).eval().to(settings.device)
+            self.aligner = load(settings.aligner, kind="codec").eval().to(settings.device)
             if not hasattr(self.aligner, "ctc_log_probs"):
                 raise BadConfigError(f"codec '{self.aligner.codec_name}' has no CTC head to align with",
                                      settings.aligner)

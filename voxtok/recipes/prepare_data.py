@@ -11,12 +11,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from voxtok.config import check_keys
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
+
+# The `data:` block (configs/data/*.yaml): the corpus, and for the synthetic one what to make.
+CORPUS_KEYS = ("corpus", "corpus_dir", "subsets", "seed", "num_speakers", "utts_per_speaker", "num_dev_speakers",
+               "num_test_speakers", "hours")
 
 
 def make_corpus(data_cfg: DictConfig, nj: int) -> Path:
     """Return the LibriTTS-layout corpus root, synthesizing the mini corpus when asked."""
+    check_keys(data_cfg, CORPUS_KEYS, "data")
     root = Path(data_cfg.corpus_dir)
     if data_cfg.corpus == "libritts":
         if not root.is_dir():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from voxtok.atomic import atomic_write
 from voxtok.bench.report import html_table
 from voxtok.recipes import recipe_main
 
@@ -142,9 +143,8 @@ def build_report(exp_dir: str | os.PathLike) -> Path:
     summary.append(f"\nreport: {out / 'index.html'}")
     for name, text in (("index.html", "\n".join(page)), ("report.md", "\n".join(md) + "\n"),
                        ("summary.txt", "\n".join(summary) + "\n")):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        with atomic_write(out / name) as handle:
+            handle.write(text)
     return out
 
 

@@ -54,10 +54,10 @@ def write_data_dir(out: Path, data: DataDir, utts: list[str], wav_dir: Path) -> 
 
 def synthesize_test_set(cfg: dict) -> Path:
     """Run the synthesis described above; returns out_dir."""
-    from voxtok.tts.pipeline import load_pipeline
+    from voxtok.registry import load
 
     torch.set_num_threads(int(cfg.get("threads") or torch.get_num_threads()))
-    pipe = load_pipeline(cfg["pipeline"])
+    pipe = load(cfg["pipeline"], kind="pipeline")
     data = DataDir.load(cfg["test_dir"])
     out = Path(cfg["out_dir"])
     wav_dir = out / "wav"

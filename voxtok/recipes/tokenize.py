@@ -29,12 +29,12 @@ def token_dtype(codebook_size: int) -> str:
 def tokenize_part(model_dir: str, items: list[tuple[str, str]], out_dir: str, rank: int, n_q: int | None,
                   threads: int) -> tuple[int, dict[str, str]]:
     """Encode `items` into the store at `out_dir` as writer `rank`; returns (stored, failures)."""
-    from voxtok.codecs.base import load_codec
+    from voxtok.registry import load
     from voxtok.codecs.tokenize import encode_stream
     from voxtok.data.shards import ShardWriter
 
     torch.set_num_threads(threads)
-    codec = load_codec(model_dir)
+    codec = load(model_dir, kind="codec")
     header = codec.token_header(0, 0, n_q)
     meta = {k: v for k, v in header.__dict__.items() if k not in ("num_frames", "num_samples")}
     failed: dict[str, str] = {}

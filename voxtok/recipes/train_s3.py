@@ -17,26 +17,28 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from voxtok.codecs.base import build_codec
+from voxtok.registry import build
 from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
 from voxtok.codecs.train_asr import CTCModule
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
+from voxtok.config import dataclass_from_dict
+from voxtok.data.options import TranscribedDataOptions
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 
 
 def make_loaders(cfg: dict, model) -> tuple[DataLoader, DataLoader]:
     """Shuffled training utterances and fixed validation utterances with character targets."""
-    data = cfg["codec"]["data"]
-    max_seconds = data.get("max_seconds")
+    data = dataclass_from_dict(TranscribedDataOptions, cfg["codec"].get("data"), "codec.data")
+    max_seconds = data.max_seconds
     train = TranscribedAudioDataset(cfg["train_dir"], model.sample_rate, model.vocab, max_seconds=max_seconds)
     valid = TranscribedAudioDataset(cfg["valid_dir"], model.sample_rate, model.vocab, max_seconds=max_seconds)
     if train.skipped:
         print(f"left out {len(train.skipped)} training utterance(s) longer than {max_seconds} s")
-    batch_size = int(data["batch_size"])
+    batch_size = int(data.batch_size)
     if len(train) < batch_size:
         raise BadConfigError(f"{cfg['train_dir']} has {len(train)} usable utterances, fewer than one batch of {batch_size}")
-    workers = int(data.get("num_workers", 0))
+    workers = int(data.num_workers)
     kw = dict(collate_fn=collate_transcribed, num_workers=workers, persistent_workers=workers > 0)
     return (DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, **kw),
             DataLoader(valid, batch_size=batch_size, shuffle=False, **kw))
@@ -45,13 +47,12 @@ def make_loaders(cfg: dict, model) -> tuple[DataLoader, DataLoader]:
 def train(cfg: DictConfig) -> Path:
     """Train (or resume) and export the tokenizer; returns the exported model folder."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    tcfg, ccfg = plain["trainer"], plain["codec"]
-    check_trainer_config(tcfg)
-    L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
-    model = build_codec(ccfg["name"], ccfg["model"])
+    tcfg, ccfg = check_trainer_config(plain["trainer"]), plain["codec"]
+    L.seed_everything(int(tcfg["seed"]), workers=True, verbose=False)
+    model = build("codec", ccfg["name"], ccfg["model"])
     if not hasattr(model, "training_losses"):
         raise BadConfigError(f"codec '{ccfg['name']}' is not a CTC-trained tokenizer (use train_codec)")
-    module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]))
+    module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]), where="codec")
     train_loader, valid_loader = make_loaders(plain, model)
     return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], ccfg["name"],
                           export=model.save_pretrained, steps_per_update=1)

@@ -11,7 +11,7 @@ Inputs per split (train_split, valid_split): <data_dir>/<split> (text, utt2spk, 
 embeddings). The vocabulary sizes and the tokenizer's name and frame rate are taken from the
 frontend and the token store, overriding the YAML. The trained model is exported to
 exp_dir/model (config.yaml with the frontend and token metadata + model.safetensors), loadable
-with `voxtok.tts.registry.load_tts_model`.
+with `voxtok.load`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,30 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
+from voxtok.config import check_keys, dataclass_from_dict, kwargs_for
 from voxtok.data.dataset import LengthBucketSampler
+from voxtok.data.options import TTSDataOptions
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 from voxtok.tts.dataset import TTSDataset, collate_tts
 from voxtok.tts.frontend import TextFrontend
-from voxtok.tts.registry import build_tts_model, save_tts_model
+from voxtok.registry import build
 from voxtok.tts.train import TTSModule
 
 # Token-store metadata worth keeping with the model: synthesis must decode with the same tokenizer.
 TOKEN_META_KEYS = ("codec", "checkpoint_hash", "sample_rate", "frame_rate", "n_q", "codebook_size")
+TTS_CONFIG_KEYS = ("name", "frontend", "model", "optim", "data")  # of configs/tts/<model>.yaml
+
+
+def read_tts_config(tts: dict[str, Any]) -> tuple[TextFrontend, TTSDataOptions]:
+    """Check a `tts:` config's top level (unknown keys are errors; name, model and optim are
+    required) and return its text frontend and data options (both read strictly)."""
+    check_keys(tts, TTS_CONFIG_KEYS, "tts")
+    for key in ("name", "model", "optim"):
+        if key not in tts:
+            raise BadConfigError(f"tts config lacks '{key}'")
+    frontend = TextFrontend(**kwargs_for(TextFrontend, tts.get("frontend") or {"kind": "char"}, "tts.frontend"))
+    return frontend, dataclass_from_dict(TTSDataOptions, tts.get("data"), "tts.data")
 
 
 def complete_model_config(model_cfg: dict[str, Any], frontend: TextFrontend,
@@ -58,61 +72,54 @@ def complete_model_config(model_cfg: dict[str, Any], frontend: TextFrontend,
     return cfg
 
 
-def mel_setting(tts: dict[str, Any]) -> Any:
+def mel_setting(tts: dict[str, Any], data: TTSDataOptions) -> Any:
     """The dataset's mel config: data.mel, else the model's own mel / mel_preset key, else None."""
-    data = tts.get("data") or {}
-    if data.get("mel") is not None:
-        return data["mel"]
+    if data.mel is not None:
+        return data.mel
     model = tts.get("model") or {}
     return model.get("mel") or model.get("mel_preset")
 
 
-def make_dataset(plain: dict[str, Any], split: str, frontend: TextFrontend) -> TTSDataset:
+def make_dataset(plain: dict[str, Any], split: str, frontend: TextFrontend, data: TTSDataOptions) -> TTSDataset:
     """TTSDataset of one split with the stores the TTS config asks for."""
-    data = plain["tts"].get("data") or {}
     tokens = embeddings = None
-    if data.get("tokens", True):
+    if data.tokens:
         if not plain.get("token_dir"):
             raise BadConfigError(f"tts '{plain['tts']['name']}' trains on speech tokens: set token_dir")
         tokens = Path(plain["token_dir"]) / split
-    if data.get("embeddings", True):
+    if data.embeddings:
         if not plain.get("embedding_dir"):
             raise BadConfigError(f"tts '{plain['tts']['name']}' uses speaker embeddings: set embedding_dir")
         embeddings = Path(plain["embedding_dir"]) / split
     dataset = TTSDataset(Path(plain["data_dir"]) / split, frontend, token_store=tokens, embeddings_dir=embeddings,
-                         mel_config=mel_setting(plain["tts"]), max_seconds=data.get("max_seconds", 30.0),
-                         skip_bad=bool(data.get("skip_bad", False)))
+                         mel_config=mel_setting(plain["tts"], data), max_seconds=data.max_seconds,
+                         skip_bad=bool(data.skip_bad))
     if dataset.skipped:
         print(f"{split}: skipped {len(dataset.skipped)} unusable utterance(s), e.g. "
               f"{next(iter(dataset.skipped.items()))}")
     return dataset
 
 
-def make_loader(dataset: TTSDataset, data: dict[str, Any], train: bool, seed: int) -> DataLoader:
+def make_loader(dataset: TTSDataset, data: TTSDataOptions, train: bool, seed: int) -> DataLoader:
     """Length-bucketed batches when data.max_tokens_per_batch is set, else fixed batch_size."""
-    workers = int(data.get("num_workers", 0))
+    workers = int(data.num_workers)
     kw = dict(collate_fn=collate_tts, num_workers=workers, persistent_workers=workers > 0)
-    if data.get("max_tokens_per_batch"):
-        sampler = LengthBucketSampler(dataset.lengths(), int(data["max_tokens_per_batch"]), shuffle=train, seed=seed)
+    if data.max_tokens_per_batch:
+        sampler = LengthBucketSampler(dataset.lengths(), int(data.max_tokens_per_batch), shuffle=train, seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, **kw)
-    size = int(data.get("batch_size", 16))
+    size = int(data.batch_size)
     return DataLoader(dataset, batch_size=size, shuffle=train, drop_last=train and len(dataset) > size, **kw)
 
 
 def train(cfg: DictConfig) -> Path:
     """Train (or resume) and export the TTS model; returns the exported model folder."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    tcfg, tts = plain["trainer"], plain["tts"]
-    check_trainer_config(tcfg)
-    for key in ("name", "model", "optim"):
-        if key not in tts:
-            raise BadConfigError(f"tts config lacks '{key}'")
-    seed = int(tcfg.get("seed", 0))
+    tcfg, tts = check_trainer_config(plain["trainer"]), plain["tts"]
+    frontend, data = read_tts_config(tts)
+    seed = int(tcfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
-    frontend = TextFrontend(**(tts.get("frontend") or {"kind": "char"}))
-    data = tts.get("data") or {}
-    train_set = make_dataset(plain, plain["train_split"], frontend)
-    valid_set = make_dataset(plain, plain["valid_split"], frontend)
+    train_set = make_dataset(plain, plain["train_split"], frontend, data)
+    valid_set = make_dataset(plain, plain["valid_split"], frontend, data)
     token_meta = None
     if train_set.tokens is not None:
         token_meta = {k: train_set.tokens.meta[k] for k in TOKEN_META_KEYS if k in train_set.tokens.meta}
@@ -120,13 +127,13 @@ def train(cfg: DictConfig) -> Path:
             raise BadConfigError("train and valid token stores were made by different tokenizer checkpoints",
                                  valid_set.tokens.root)
     model_cfg = complete_model_config(tts["model"], frontend, token_meta)
-    model = build_tts_model(tts["name"], model_cfg)
+    model = build("tts", tts["name"], model_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid utterances")
-    module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]))
+    module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]), where="tts.optim")
     extra = {"frontend": frontend.to_dict(), "tokens": token_meta}
     return fit_and_export(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
-                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: save_tts_model(out, model, extra=extra),
+                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: model.save_pretrained(out, extra=extra),
                           steps_per_update=1)
 
 

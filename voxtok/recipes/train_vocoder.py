@@ -15,11 +15,11 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from voxtok.codecs.gan_loaders import make_loaders
 from voxtok.codecs.gan_trainer import GANModule, check_trainer_config
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 from voxtok.codecs.gan_trainer import fit_and_export
-from voxtok.recipes.train_codec import make_loaders
 
 
 def train(cfg: DictConfig) -> Path:
@@ -31,10 +31,10 @@ def train(cfg: DictConfig) -> Path:
     if vcfg.get("name") != "mel_vocoder":
         raise BadConfigError(f"tts={vcfg.get('name')} is not a vocoder config "
                              "(choose tts=vocoder_tiny or tts=vocoder_paper)")
-    check_trainer_config(tcfg)
-    L.seed_everything(int(tcfg.get("seed", 0)), workers=True, verbose=False)
-    vocoder = MelVocoder.from_config(vcfg["model"])
-    module = GANModule(vocoder, vcfg, max_steps=int(tcfg["max_steps"]), sample_rate=vocoder.sample_rate)
+    tcfg = check_trainer_config(tcfg)
+    L.seed_everything(int(tcfg["seed"]), workers=True, verbose=False)
+    vocoder = MelVocoder(vcfg["model"], where="tts.model")
+    module = GANModule(vocoder, vcfg, max_steps=int(tcfg["max_steps"]), sample_rate=vocoder.sample_rate, where="tts")
     train_loader, valid_loader = make_loaders(plain, vocoder.sample_rate, section="tts")
     return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], vcfg["name"],
                           export=module.generator.save_pretrained)

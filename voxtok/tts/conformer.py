@@ -20,67 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError
-
-
-def sinusoids(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal encodings of (possibly negative) positions [P] -> [P, dim] (sin even, cos odd)."""
-    freqs = torch.exp(torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    angles = positions.float()[:, None] * freqs[None, :]
-    pe = torch.zeros(positions.shape[0], dim, device=positions.device)
-    pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles)
-    return pe
-
-
-class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention with optional Transformer-XL relative-position terms.
-
-    Shapes: x [B, T, dim], key_mask bool [B, T] (True = valid), rel_pe [2T-1, dim] (relative
-    positions T-1 .. -(T-1), only when `relative`) -> [B, T, dim].
-    """
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, relative: bool = True):
-        super().__init__()
-        if dim % heads:
-            raise BadConfigError(f"encoder dim {dim} is not divisible by {heads} heads")
-        self.heads, self.head_dim, self.relative = heads, dim // heads, relative
-        self.linear_q = nn.Linear(dim, dim)
-        self.linear_k = nn.Linear(dim, dim)
-        self.linear_v = nn.Linear(dim, dim)
-        self.linear_out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
-        if relative:
-            self.linear_pos = nn.Linear(dim, dim, bias=False)
-            self.pos_bias_u = nn.Parameter(torch.zeros(heads, self.head_dim))
-            self.pos_bias_v = nn.Parameter(torch.zeros(heads, self.head_dim))
-            nn.init.xavier_uniform_(self.pos_bias_u)
-            nn.init.xavier_uniform_(self.pos_bias_v)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # [B, H, T, dk]
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, rel_pe: torch.Tensor | None = None) -> torch.Tensor:
-        b, t, _ = x.shape
-        q, k, v = self._split(self.linear_q(x)), self._split(self.linear_k(x)), self._split(self.linear_v(x))
-        if self.relative:
-            if rel_pe is None or rel_pe.shape[0] != 2 * t - 1:
-                raise ValueError("relative attention needs rel_pe of shape [2T-1, dim]")
-            scores = (q + self.pos_bias_u[None, :, None]) @ k.transpose(-1, -2)
-            p = self.linear_pos(rel_pe).view(2 * t - 1, self.heads, self.head_dim).transpose(0, 1)  # [H, 2T-1, dk]
-            by_distance = (q + self.pos_bias_v[None, :, None]) @ p.transpose(-1, -2)[None]  # [B, H, T, 2T-1]
-            # Column c holds relative position (T-1) - c; query i and key j sit at i - j.
-            idx = (t - 1) - torch.arange(t, device=x.device)[:, None] + torch.arange(t, device=x.device)[None, :]
-            scores = scores + by_distance.gather(-1, idx.expand(b, self.heads, t, t))
-        else:
-            scores = q @ k.transpose(-1, -2)
-        scores = scores / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        attn = self.dropout(torch.softmax(scores, dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(b, t, -1)
-        return self.linear_out(out)
+from voxtok.nn.attention import MultiHeadAttention
+from voxtok.nn.masks import length_mask
+from voxtok.nn.positions import sinusoids
 
 
 class FeedForward(nn.Module):
@@ -127,7 +70,7 @@ class ConformerLayer(nn.Module):
                  relative: bool, conv_kernel: int):
         super().__init__()
         self.norm_mha = nn.LayerNorm(dim)
-        self.self_attn = MultiHeadSelfAttention(dim, heads, attn_dropout, relative)
+        self.self_attn = MultiHeadAttention(dim, heads, layout="espnet", dropout=attn_dropout, relative=relative)
         self.norm_ff = nn.LayerNorm(dim)
         self.feed_forward = FeedForward(dim, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)

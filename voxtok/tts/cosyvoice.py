@@ -11,16 +11,17 @@ Streaming decodes token chunks as the LLM produces them (see `stream`).
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Iterator, Sequence
 
 import torch
 
 from voxtok.errors import BadConfigError, BadTokenFileError
-from voxtok.tts.pipeline import Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, pick_mode, read_manifest
+from voxtok.nn.sampling import item_seeds
+from voxtok.registry import register
+from voxtok.tts.pipeline import Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, check_mode_inputs
 
 
+@register("pipeline", "cosyvoice")
 class CosyVoicePipeline(TTSPipeline):
     """The trained parts of a CosyVoice-style TTS, ready to synthesize.
 
@@ -29,7 +30,10 @@ class CosyVoicePipeline(TTSPipeline):
     speakers: SpeakerTable for `sft`. Output audio is at `sample_rate` (the vocoder's).
     """
 
-    model_name = "cosyvoice"
+    label = "CosyVoice-style"
+    streaming = True
+    cfg = True
+    required_parts = ("llm", "flow", "vocoder", "tokenizer")
 
     def __init__(self, llm, flow, vocoder, tokenizer, frontend, speakers: SpeakerTable | None = None,
                  speaker_encoder=None):
@@ -48,36 +52,24 @@ class CosyVoicePipeline(TTSPipeline):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_manifest(cls, path: str | os.PathLike) -> "CosyVoicePipeline":
-        """Load every part named in a pipeline manifest (see voxtok/tts/pipeline.py)."""
-        spec = read_manifest(path)
-        if spec["model"] != cls.model_name:
-            raise BadConfigError(f"manifest is for '{spec['model']}', not {cls.model_name}", path)
-        missing = [k for k in ("llm", "flow", "vocoder", "tokenizer") if not spec.get(k)]
-        if missing:
-            raise BadConfigError(f"manifest lacks {', '.join(missing)}", path)
-        return cls.from_dirs(spec["llm"], spec["flow"], spec["vocoder"], spec["tokenizer"], spec.get("speakers"))
-
-    @classmethod
-    def from_dirs(cls, llm_dir, flow_dir, vocoder_dir, tokenizer_dir, speakers_dir=None) -> "CosyVoicePipeline":
-        """Load the parts from their `save_pretrained` / export folders."""
-        from voxtok.codecs.base import load_codec
+    def from_manifest(cls, spec: dict, map_location: str | torch.device = "cpu") -> "CosyVoicePipeline":
+        """Load every part a read manifest names (voxtok/tts/manifest.py: absolute paths)."""
+        from voxtok.registry import load
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.registry import load_tts_model
         from voxtok.tts.vocoder import MelVocoder
 
-        llm, llm_cfg = load_tts_model(llm_dir)
-        flow, flow_cfg = load_tts_model(flow_dir)
-        tokenizer = load_codec(tokenizer_dir)
-        for name, cfg in (("LLM", llm_cfg), ("flow", flow_cfg)):
-            made_by = (cfg.get("tokens") or {}).get("checkpoint_hash")
+        cls.check_manifest(spec)
+        llm, flow = load(spec["llm"], map_location, kind="tts"), load(spec["flow"], map_location, kind="tts")
+        tokenizer = load(spec["tokenizer"], map_location, kind="codec")
+        for name, part in (("LLM", llm), ("flow", flow)):
+            made_by = (part.extra.get("tokens") or {}).get("checkpoint_hash")
             if made_by and made_by != tokenizer.checkpoint_hash:
                 raise BadTokenFileError(f"the {name} was trained on tokens of checkpoint {made_by}, but the "
-                                        f"tokenizer given is {tokenizer.checkpoint_hash}", tokenizer_dir)
-        if "frontend" not in llm_cfg:
-            raise BadConfigError("LLM checkpoint lacks its text frontend settings", llm_dir)
-        return cls(llm, flow, MelVocoder.from_pretrained(vocoder_dir), tokenizer,
-                   TextFrontend.from_dict(llm_cfg["frontend"]), SpeakerTable(speakers_dir))
+                                        f"tokenizer given is {tokenizer.checkpoint_hash}", spec["tokenizer"])
+        if "frontend" not in llm.extra:
+            raise BadConfigError("LLM checkpoint lacks its text frontend settings", spec["llm"])
+        return cls(llm, flow, MelVocoder.from_pretrained(spec["vocoder"], map_location), tokenizer,
+                   TextFrontend.from_dict(llm.extra["frontend"]), SpeakerTable(spec.get("speakers")))
 
     # ------------------------------------------------------------------ prompts
     def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
@@ -121,11 +113,12 @@ class CosyVoicePipeline(TTSPipeline):
         speakers = list(speakers) if speakers is not None else [None] * len(texts)
         if not (len(texts) == len(prompts) == len(speakers)):
             raise BadConfigError("texts, prompts and speakers must have the same length")
+        self.check_options(mode, cfg_strength=cfg_strength)
         for p, s in zip(prompts, speakers):
-            pick_mode(mode, None if p is None else p.wav, None if p is None else p.text, s)
+            check_mode_inputs(mode, p, s)
         text_ids = [torch.tensor(self.frontend.encode(t)) for t in texts]
         conds = [self._conditioning(mode, p, s) for p, s in zip(prompts, speakers)]
-        seeds = [int(seed) + i for i in range(len(texts))]
+        seeds = item_seeds(seed, len(texts))
         spk = torch.stack([c[0] for c in conds])
         has_llm_prompt = conds[0][1] is not None
         tokens = self.llm.generate(text_ids, spk, [c[1] for c in conds] if has_llm_prompt else None,
@@ -151,7 +144,8 @@ class CosyVoicePipeline(TTSPipeline):
         the audio of the overlap cross-faded into the next chunk. The chunks concatenate to
         flow.frames_for_tokens(N) * hop samples, the length of `synthesize` for the same tokens.
         """
-        pick_mode(mode, None if prompt is None else prompt.wav, None if prompt is None else prompt.text, speaker)
+        self.check_options(mode, streaming=True, cfg_strength=cfg_strength)
+        check_mode_inputs(mode, prompt, speaker)
         spk, p_text, p_llm_tok, p_tok, p_mel = self._conditioning(mode, prompt, speaker)
         text_ids = torch.tensor(self.frontend.encode(text))
         size = int(chunk_tokens or self.flow.streaming["chunk_tokens"])
@@ -187,16 +181,3 @@ class CosyVoicePipeline(TTSPipeline):
             bounds.append((0, 1))
         while bounds:
             yield decode(*bounds.pop(0))
-
-
-def timed_stream(chunks: Iterator[torch.Tensor]) -> tuple[torch.Tensor, float]:
-    """Consume a chunk iterator -> (all audio [1, T], seconds until the first chunk arrived)."""
-    t0 = time.perf_counter()
-    first = None
-    parts = []
-    for chunk in chunks:
-        if first is None:
-            first = time.perf_counter() - t0
-        parts.append(chunk)
-    audio = torch.cat(parts) if parts else torch.zeros(0)
-    return audio[None], (first if first is not None else time.perf_counter() - t0)

@@ -15,7 +15,7 @@ prompt condition, and with probability 0.2 mu, spk and cond are dropped together
 guidance). Inference: Euler steps over the cosine schedule t_k = 1 - cos(pi/2 * k/n), guided
 velocity (1 + w) v(cond) - w v(uncond), both evaluated in one batch; the prompt frames are cut.
 
-Config (the `model:` block of configs/tts/flow_*.yaml):
+Config (the `model:` block of configs/tts/flow_*.yaml; an unknown key at any depth is an error):
     vocab_size: speech-token vocabulary (the tokenizer's codebook size)
     token_rate: speech tokens per second
     mel: a MelConfig preset name ("cosyvoice") or a mapping of MelConfig fields
@@ -32,22 +32,24 @@ Config (the `model:` block of configs/tts/flow_*.yaml):
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from voxtok.audio import MelConfig
-from voxtok.data.dataset import length_mask
+from voxtok.config import merge_strict
 from voxtok.errors import BadConfigError, VoxTokError
+from voxtok.nn.masks import length_mask
+from voxtok.nn.modes import eval_mode
+from voxtok.nn.sampling import item_seeds
+from voxtok.registry import SavesPretrained, register
 from voxtok.tts.conformer import ConformerEncoder
-from voxtok.tts.flow_estimators import MaskedGroupNorm, build_estimator
-from voxtok.tts.registry import register_tts_model
+from voxtok.tts.flow_estimators import MaskedGroupNorm, build_estimator, estimator_kwargs
 
 DEFAULTS: dict[str, Any] = {
     "vocab_size": 4096,
@@ -71,18 +73,12 @@ NOISE_BLOCK = 32
 _TARGET_STREAM, _PROMPT_STREAM = 0, 1
 
 
-def merge_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DEFAULTS overlaid with `config` (one level deep for the nested blocks)."""
-    merged = copy.deepcopy(DEFAULTS)
-    for key, value in (config or {}).items():
-        if key not in merged:
-            raise BadConfigError(f"unknown flow config key '{key}' (known: {sorted(merged)})")
-        if isinstance(merged[key], dict) and key not in ("estimator",):
-            if not isinstance(value, Mapping):
-                raise BadConfigError(f"flow config '{key}' must be a mapping")
-            merged[key].update(value)
-        else:
-            merged[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+def merge_config(config: Mapping[str, Any] | None, where: str = "flow") -> dict[str, Any]:
+    """DEFAULTS overlaid with `config`, nested blocks key by key; an unknown key at any depth is a
+    BadConfigError naming it under `where`. The estimator block is taken whole (its keys depend on
+    its kind) and checked against that kind's constructor."""
+    merged = merge_strict(DEFAULTS, config, where, replace_whole=("estimator",))
+    estimator_kwargs(merged["estimator"], f"{where}.estimator")
     return merged
 
 
@@ -147,27 +143,13 @@ class _Plan:
     out1: int
 
 
-def _item_seeds(seed: int | Sequence[int] | None, batch: int) -> list[int | None]:
-    if seed is None:
-        return [None] * batch
-    if isinstance(seed, int):
-        return [seed + i for i in range(batch)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != batch:
-        raise VoxTokError(f"got {len(seeds)} seeds for a batch of {batch}")
-    return seeds
-
-
-def frame_noise(seed: int | None, stream: int, first: int, last: int, n_mels: int) -> torch.Tensor:
+def frame_noise(seed: int, stream: int, first: int, last: int, n_mels: int) -> torch.Tensor:
     """Standard normal noise [n_mels, last - first] for frames [first, last) of one item.
 
-    With a seed, a frame's noise depends only on (seed, stream, frame index), whatever range is
-    asked for; without one it comes from torch's global generator.
+    A frame's noise depends only on (seed, stream, frame index), whatever range is asked for.
     """
     if last <= first:
         return torch.zeros(n_mels, 0)
-    if seed is None:
-        return torch.randn(n_mels, last - first)
     blocks = []
     for block in range(first // NOISE_BLOCK, (last - 1) // NOISE_BLOCK + 1):
         key = (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9 + block * 0x94D049BB133111EB) % (2 ** 63)
@@ -177,19 +159,8 @@ def frame_noise(seed: int | None, stream: int, first: int, last: int, n_mels: in
     return noise[:, start:start + last - first]
 
 
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        module.train(was_training)
-
-
-@register_tts_model("flow")
-class FlowDecoder(nn.Module):
+@register("tts", "flow")
+class FlowDecoder(SavesPretrained, nn.Module):
     """Speech tokens + speaker embedding (+ prompt) -> log-mel, by conditional flow matching.
 
     Build with `FlowDecoder(config)` (see the module docstring for the keys; missing keys take
@@ -197,9 +168,9 @@ class FlowDecoder(nn.Module):
     mel_rate (frames/s), mel_config (the MelConfig the targets must be computed with).
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None):
+    def __init__(self, config: Mapping[str, Any] | None = None, where: str = "flow"):
         super().__init__()
-        cfg = merge_config(config)
+        cfg = merge_config(config, where)
         self.config = cfg
         self.mel_config = MelConfig.from_spec(cfg["mel"])
         self.n_mels = int(self.mel_config.n_mels)
@@ -224,19 +195,16 @@ class FlowDecoder(nn.Module):
         if kind not in positions:
             raise BadConfigError(f"flow encoder kind must be conformer or transformer, got '{kind}'")
         enc["pos"] = positions[kind]
-        try:
-            self.encoder = ConformerEncoder(int(cfg["embed_dim"]), **enc)
-        except TypeError as exc:
-            raise BadConfigError(f"bad flow encoder config: {exc}") from None
+        self.encoder = ConformerEncoder(int(cfg["embed_dim"]), **enc)  # merge_config checked the keys
         self.encoder_proj = nn.Linear(self.encoder.dim, self.n_mels)
         self.length_regulator = LengthRegulator(self.n_mels, **cfg["length_regulator"])
         self.spk_embed_affine_layer = nn.Linear(self.spk_dim, self.n_mels)
-        self.estimator = build_estimator(cfg["estimator"], self.n_mels)
+        self.estimator = build_estimator(cfg["estimator"], self.n_mels, f"{where}.estimator")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "FlowDecoder":
-        """Build from a `model:` config block (missing keys take DEFAULTS)."""
-        return cls(config)
+    def from_config(cls, config: Mapping[str, Any], where: str = "flow") -> "FlowDecoder":
+        """Build from a `model:` config block (missing keys take DEFAULTS); `where` names it in messages."""
+        return cls(config, where)
 
     def to_config(self) -> dict[str, Any]:
         """The full config (defaults filled in) that rebuilds this model."""
@@ -447,7 +415,7 @@ class FlowDecoder(nn.Module):
                 continues the prompt's voice and the prompt frames are cut from it.
             n_steps, cfg_strength, temperature: override the config's `inference` block.
             seed: int (item i uses seed + i, so batch item i equals a single call with seed + i),
-                a per-item sequence, or None (torch's global generator).
+                a per-item sequence, or None (fresh seeds).
         Returns:
             (mel [B, n_mels, T] zero-padded, mel_lengths [B]) with
             mel_lengths = frames_for_tokens(token_lengths).
@@ -482,8 +450,8 @@ class FlowDecoder(nn.Module):
         - prev_mel [B, n_mels, Tprev]: the mel already emitted for frames before F(start) (its
           last frames matter); it conditions the context frames like a prompt, which keeps the
           chunk continuous with what was played. None: no condition on the context.
-        - With a seed, frame f of the utterance gets the same noise in every chunk and in a full
-          `synthesize`, so overlapping chunks agree wherever their conditions agree.
+        - With the same seed, frame f of the utterance gets the same noise in every chunk and in a
+          full `synthesize`, so overlapping chunks agree wherever their conditions agree.
         Other arguments as in `synthesize`; `context_tokens` / `overlap_tokens` default to the
         config's `streaming` block. Returns (mel [B, n_mels, T] zero-padded, lengths [B]).
         """
@@ -500,7 +468,7 @@ class FlowDecoder(nn.Module):
             self._check_mel(prev_mel, batch, "prev_mel")
         n_steps, cfg_strength, temperature = self._settings(n_steps, cfg_strength, temperature)
         prompts = self._prompts(batch, prompt_tokens, prompt_token_lengths, prompt_mel, prompt_mel_lengths)
-        seeds = _item_seeds(seed, batch)
+        seeds = item_seeds(seed, batch)
         plans: list[_Plan | None] = []
         for i in range(batch):
             n = int(lengths[i])
@@ -521,7 +489,7 @@ class FlowDecoder(nn.Module):
             plans.append(_Plan(tokens=torch.cat([p_tok, tokens[i, s0:e1].cpu()]),
                                seg_tokens=[p_tok.numel(), e1 - s0], seg_frames=[n_prompt, f1 - f0],
                                cond=cond, noise=noise, out0=n_prompt + f_start - f0, out1=n_prompt + f1 - f0))
-        with _eval_mode(self):
+        with eval_mode(self), torch.no_grad():
             return self._decode_plans(plans, self.speaker(spk_emb.to(next(self.parameters()).device)),
                                       n_steps, cfg_strength)
 

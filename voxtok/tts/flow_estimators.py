@@ -18,24 +18,16 @@ output it gets alone.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voxtok.config import kwargs_for, require_mapping
 from voxtok.errors import BadConfigError
-
-
-def timestep_sinusoids(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding of flow times t [B] -> [B, dim] (sines then cosines, Matcha layout)."""
-    if dim % 2:
-        raise BadConfigError(f"time embedding size must be even, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000.0) / max(half - 1, 1)))
-    angles = scale * t.float().reshape(-1, 1) * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+from voxtok.nn.attention import MultiHeadAttention
+from voxtok.nn.positions import sinusoids
 
 
 class TimestepEmbedding(nn.Module):
@@ -43,12 +35,16 @@ class TimestepEmbedding(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
+        if in_dim % 2:
+            raise BadConfigError(f"time embedding size must be even, got {in_dim}")
         self.in_dim = in_dim
         self.linear_1 = nn.Linear(in_dim, out_dim)
         self.linear_2 = nn.Linear(out_dim, out_dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.silu(self.linear_1(timestep_sinusoids(t, self.in_dim))))
+        # Matcha-TTS / CosyVoice time-step layout: [sin | cos], t scaled by 1000 (see voxtok.nn.positions).
+        table = sinusoids(t, self.in_dim, layout="sin_cos", endpoint=True, scale=1000.0)
+        return self.linear_2(F.silu(self.linear_1(table)))
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -104,29 +100,6 @@ class ResnetBlock1D(nn.Module):
         return self.block2(h, mask) + self.res_conv(x * mask)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (q/k/v without bias, output with bias; inner width heads*head_dim).
-
-    Shapes: x [B, T, dim], key_mask bool [B, T] (True = valid) -> [B, T, dim].
-    """
-
-    def __init__(self, dim: int, heads: int, head_dim: int, dropout: float = 0.0):
-        super().__init__()
-        inner = heads * head_dim
-        self.heads, self.head_dim, self.dropout = heads, head_dim, dropout
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(dim, inner, bias=False)
-        self.to_v = nn.Linear(dim, inner, bias=False)
-        self.to_out = nn.Linear(inner, dim)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        q, k, v = (f(x).view(b, t, self.heads, self.head_dim).transpose(1, 2) for f in (self.to_q, self.to_k, self.to_v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :],
-                                             dropout_p=self.dropout if self.training else 0.0)
-        return self.to_out(out.transpose(1, 2).reshape(b, t, -1))
-
-
 class GELUFeedForward(nn.Module):
     """Linear(dim, mult*dim) -> GELU -> dropout -> Linear(mult*dim, dim): [B, T, dim] -> same."""
 
@@ -147,7 +120,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, head_dim: int, dropout: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, head_dim, dropout)
+        self.attn = MultiHeadAttention(dim, heads, head_dim, layout="diffusers", dropout=dropout)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = GELUFeedForward(dim, 4, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -252,7 +225,7 @@ class DiTBlock(nn.Module):
     def __init__(self, dim: int, heads: int, head_dim: int, ff_mult: float, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, heads, head_dim, dropout)
+        self.attn = MultiHeadAttention(dim, heads, head_dim, layout="diffusers", dropout=dropout)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = GELUFeedForward(dim, ff_mult, dropout)
         self.modulation = nn.Linear(dim, 6 * dim)
@@ -311,13 +284,17 @@ class DiTEstimator(nn.Module):
 ESTIMATORS = {"unet": UNet1DEstimator, "dit": DiTEstimator}
 
 
-def build_estimator(config: dict[str, Any], n_mels: int) -> nn.Module:
-    """Estimator from its config block: {kind: unet|dit, ...constructor kwargs}."""
-    cfg = dict(config)
+def estimator_kwargs(config: dict[str, Any] | None, where: str = "estimator") -> tuple[type[nn.Module], dict[str, Any]]:
+    """The estimator class and constructor kwargs of a config block {kind: unet|dit, ...}; a key
+    the kind's constructor does not take is a BadConfigError naming it under `where`."""
+    cfg = dict(require_mapping(config, where))
     kind = cfg.pop("kind", "unet")
     if kind not in ESTIMATORS:
         raise BadConfigError(f"unknown flow estimator kind '{kind}' (choose from {sorted(ESTIMATORS)})")
-    try:
-        return ESTIMATORS[kind](n_mels=n_mels, **cfg)
-    except TypeError as exc:
-        raise BadConfigError(f"bad flow estimator config for '{kind}': {exc}") from None
+    return ESTIMATORS[kind], kwargs_for(ESTIMATORS[kind], cfg, where, exclude=("n_mels",))
+
+
+def build_estimator(config: dict[str, Any], n_mels: int, where: str = "estimator") -> nn.Module:
+    """Estimator from its config block: {kind: unet|dit, ...constructor kwargs}."""
+    cls, kwargs = estimator_kwargs(config, where)
+    return cls(n_mels=n_mels, **kwargs)

@@ -52,11 +52,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxtok.data.dataset import length_mask
 from voxtok.audio import MelConfig
+from voxtok.config import check_keys, merge_strict, require_mapping
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError
-from voxtok.tts.llm import _as_items, _pad, build_causal_backbone, pack_segments
-from voxtok.tts.registry import register_tts_model
+from voxtok.nn.decoding import StepOutput, decode_with_kv_cache
+from voxtok.nn.masks import length_mask
+from voxtok.nn.modes import eval_mode
+from voxtok.nn.positions import sinusoids
+from voxtok.nn.sampling import item_generators
+from voxtok.registry import SavesPretrained, register
+from voxtok.tts.llm import BACKBONE_KEYS, _as_items, _pad, build_causal_backbone, pack_segments
 
 STATE_START, STATE_PAD, STATE_GENERATING, STATE_STOP = range(4)
 STATE_NAMES = ("start", "pad", "generating", "stop")
@@ -79,45 +84,21 @@ DEFAULTS: dict[str, Any] = {
     "min_frame_text_ratio": 1.0,
     "max_frame_text_ratio": 20.0,
 }
-_BLOCKS_MERGED_BY_KEY = ("head", "cfm", "loss", "inference")
 
 
-def merge_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+def merge_config(config: Mapping[str, Any] | None, where: str = "flowomni") -> dict[str, Any]:
     """DEFAULTS overlaid with `config`; head / cfm / loss / inference merge key by key, the backbone
-    block is taken whole (a partial backbone would silently inherit Qwen2-0.5B sizes)."""
-    merged = copy.deepcopy(DEFAULTS)
-    for key, value in (config or {}).items():
-        if key not in merged:
-            raise BadConfigError(f"unknown flowomni config key '{key}' (known: {sorted(merged)})")
-        if key in _BLOCKS_MERGED_BY_KEY:
-            if not isinstance(value, Mapping):
-                raise BadConfigError(f"flowomni config '{key}' must be a mapping")
-            unknown = set(value) - set(merged[key])
-            if unknown:
-                raise BadConfigError(f"unknown flowomni {key} option(s) {sorted(unknown)} "
-                                     f"(known: {sorted(merged[key])})")
-            merged[key].update(value)
-        elif value is not None:
-            merged[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+    block is taken whole (a partial backbone would silently inherit Qwen2-0.5B sizes), a null value
+    means the default. An unknown key at any depth is a BadConfigError naming it under `where`."""
+    config = require_mapping(config, where)
+    check_keys(config, DEFAULTS, where)  # before nulls are dropped: a misspelt null key is an error too
+    merged = merge_strict(DEFAULTS, {k: v for k, v in config.items() if v is not None}, where,
+                          replace_whole=("backbone",))
+    check_keys(merged["backbone"], BACKBONE_KEYS, f"{where}.backbone")
     return merged
 
 
 # ----------------------------------------------------------------------------- flow head
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding of flow times t [N] in [0, 1] -> [N, dim].
-
-    t is scaled by 1000 first so that the lowest frequencies still separate nearby times (the
-    DiT/MAR convention for times in [0, 1000]).
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float() * scale)[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb.to(t.dtype if t.is_floating_point() else torch.float32)
 
 
 class AdaLNBlock(nn.Module):
@@ -173,7 +154,10 @@ class FlowHead(nn.Module):
 
     def trunk(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features before the final layer: ([N, width], condition [N, width])."""
-        c = self.cond_proj(cond) + self.time_mlp(timestep_embedding(t, self.time_freq_dim).to(cond.dtype))
+        # DiT / MAR time-step layout: [cos | sin], t in [0, 1] scaled by 1000 so that the lowest
+        # frequencies still separate nearby times (see voxtok.nn.positions).
+        table = sinusoids(t, self.time_freq_dim, layout="cos_sin", log_first=True, scale=1000.0)
+        c = self.cond_proj(cond) + self.time_mlp(table.to(cond.dtype))
         h = self.input_proj(x_t)
         for block in self.blocks:
             h = block(h, c)
@@ -235,17 +219,6 @@ def time_grid(n_steps: int, schedule: str, device=None, dtype=torch.float32) -> 
 # ----------------------------------------------------------------------------- sequences
 
 
-def right_align(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Move each row's first lengths[b] entries to the end (left padding): x [B, N, d] -> [B, N, d].
-
-    Batched KV-cached decoding appends one column per step to every row, so rows must end together.
-    """
-    size = x.shape[1]
-    src = torch.arange(size, device=x.device)[None, :] - (size - lengths)[:, None]
-    picked = x.gather(1, src.clamp(min=0)[..., None].expand_as(x))
-    return torch.where((src >= 0)[..., None], picked, torch.zeros_like(picked))
-
-
 def frames_to_steps(frames: torch.Tensor, lengths: torch.Tensor,
                     r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Group frames [B, T, n_mels] into steps of r frames -> (steps [B, S, r*n_mels],
@@ -256,7 +229,7 @@ def frames_to_steps(frames: torch.Tensor, lengths: torch.Tensor,
     batch, total, n_mels = frames.shape
     n_steps = -(-total // r)
     frames = F.pad(frames, (0, 0, 0, n_steps * r - total))
-    valid = (torch.arange(n_steps * r, device=frames.device)[None, :] < lengths[:, None]).to(frames.dtype)
+    valid = length_mask(lengths.to(frames.device), n_steps * r).to(frames.dtype)
     frames = frames * valid[..., None]
     mask = valid[..., None].expand(batch, n_steps * r, n_mels).reshape(batch, n_steps, r * n_mels)
     return frames.reshape(batch, n_steps, r * n_mels), (lengths + r - 1) // r, mask
@@ -316,8 +289,8 @@ def _broadcast(items: list, batch: int, what: str) -> list:
     return items
 
 
-@register_tts_model("flowomni")
-class FlowOmniTTS(nn.Module):
+@register("tts", "flowomni")
+class FlowOmniTTS(SavesPretrained, nn.Module):
     """Text (+ prompt, speaker) -> continuous log-mel frames, autoregressively, r frames per step.
 
     See the module docstring for the sequence layout and the state stream.
@@ -325,9 +298,9 @@ class FlowOmniTTS(nn.Module):
     Inference: `synthesize(...)` -> (mel [B, n_mels, T], lengths [B]).
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None):
+    def __init__(self, config: Mapping[str, Any] | None = None, where: str = "flowomni"):
         super().__init__()
-        cfg = merge_config(config)
+        cfg = merge_config(config, where)
         self.config = cfg
         self.r = int(cfg["frames_per_step"])
         if self.r <= 0:
@@ -377,9 +350,9 @@ class FlowOmniTTS(nn.Module):
             raise BadConfigError(f"inference.stop_threshold must be in (0, 1], got {inf['stop_threshold']}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "FlowOmniTTS":
-        """Build from the `model:` config block (random weights)."""
-        return cls(config)
+    def from_config(cls, config: Mapping[str, Any], where: str = "flowomni") -> "FlowOmniTTS":
+        """Build from the `model:` config block (random weights); `where` names it in messages."""
+        return cls(config, where)
 
     def to_config(self) -> dict[str, Any]:
         """The full config dict (defaults filled in) that `from_config` rebuilds this model from."""
@@ -545,7 +518,7 @@ class FlowOmniTTS(nn.Module):
         n_steps, t_schedule, temperature (noise scale; 0 = the deterministic mean path),
         stop_threshold: override the config's `inference` block.
         seed: int (item b uses seed + b, so a batch reproduces one-by-one synthesis with
-            seeds seed, seed + 1, ...), one seed per item, or None (torch's global generator).
+            seeds seed, seed + 1, ...), one seed per item, or None (fresh seeds).
         max_frames: cap on generated frames (default max_frame_text_ratio x text length).
 
         Returns (mel [B, n_mels, T]: generated frames only, prompt excluded, padded with the log
@@ -578,14 +551,7 @@ class FlowOmniTTS(nn.Module):
             spk_emb = torch.as_tensor(spk_emb)
             spk_emb = spk_emb[None] if spk_emb.dim() == 1 else spk_emb
             spk_emb = spk_emb.expand(batch, -1) if spk_emb.dim() == 2 and spk_emb.shape[0] == 1 else spk_emb
-        if seed is None:
-            seeds = torch.randint(0, 2 ** 62, (batch,)).tolist()
-        elif isinstance(seed, int):
-            seeds = [seed + b for b in range(batch)]
-        else:
-            seeds = [int(s) for s in seed]
-        if len(seeds) != batch:
-            raise BadConfigError(f"{len(seeds)} seeds for a batch of {batch}")
+        generators = item_generators(seed, batch)
 
         text_len = torch.tensor([len(t) for t in texts], dtype=torch.long, device=device)
         cap = (torch.full_like(text_len, int(max_frames)) if max_frames is not None
@@ -594,19 +560,15 @@ class FlowOmniTTS(nn.Module):
         min_steps = torch.ceil(text_len * float(self.config["min_frame_text_ratio"]) / self.r).long()
         min_steps = torch.minimum(min_steps.clamp(min=1), max_steps)
 
-        was_training = self.training
-        self.eval()  # no dropout while decoding, even when called from a training loop
-        try:
+        with eval_mode(self):  # no dropout while decoding, even when called from a training loop
             full_text, full_lengths = _pad([torch.cat([p, t]) for p, t in zip(prompts, texts)], device)
             segments = self.prefix_segments(full_text, full_lengths, spk_emb)
             if prompt_mel is not None:
                 prompt_steps, prompt_counts = self._prompt_steps(prompt_mel, prompt_mel_lengths, batch)
                 segments.append((self.frame_proj(prompt_steps), prompt_counts))
             embeds, totals, _ = pack_segments(segments)
-            steps, produced = self._decode(embeds, totals, min_steps, max_steps, seeds, n_steps, schedule,
+            steps, produced = self._decode(embeds, totals, min_steps, max_steps, generators, n_steps, schedule,
                                            temperature, threshold)
-        finally:
-            self.train(was_training)
         frames = self.denormalize_mel(steps_to_frames(steps, self.r, self.n_mels))
         lengths = produced * self.r
         keep = length_mask(lengths, frames.shape[1])[..., None]
@@ -614,46 +576,31 @@ class FlowOmniTTS(nn.Module):
         return frames.transpose(1, 2).contiguous(), lengths
 
     def _decode(self, embeds: torch.Tensor, totals: torch.Tensor, min_steps: torch.Tensor, max_steps: torch.Tensor,
-                seeds: list[int], n_steps: int, schedule: str, temperature: float,
+                generators: list[torch.Generator], n_steps: int, schedule: str, temperature: float,
                 threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
         """KV-cached generation after right-padded prefixes embeds [B, N, width] (lengths totals [B]).
 
         Returns (steps [B, S, r * n_mels] in model space, steps produced per item [B]).
         """
         batch, device, dtype = embeds.shape[0], embeds.device, embeds.dtype
-        # Left-pad the prefixes: every item's next step then lands in the same KV-cache column.
-        width = embeds.shape[1]
-        cols = torch.arange(width, device=device)[None] - (width - totals)[:, None]
-        mask = cols >= 0
-        out = self.backbone(inputs_embeds=right_align(embeds, totals), attention_mask=mask.long(),
-                            position_ids=cols.clamp(min=0), use_cache=True)
-        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-        next_pos = totals.clone()
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-        active = torch.ones(batch, dtype=torch.bool, device=device)
-        produced = torch.zeros(batch, dtype=torch.long, device=device)
-        outputs: list[torch.Tensor] = []
-        total = int(max_steps.max())
-        for step in range(total):
+        def sample_frames(step: int, hidden: torch.Tensor, active: torch.Tensor, may_stop: torch.Tensor) -> StepOutput:
+            # The state stream decides before the step: a stop means this step is not produced.
             p_stop = self.state_head(hidden).float().softmax(-1)[:, STATE_STOP]
-            stop = active & ((step >= max_steps) | ((p_stop >= threshold) & (step >= min_steps)))
-            produced = torch.where(stop, torch.full_like(produced, step), produced)
-            active = active & ~stop
-            if not bool(active.any()):
-                break
+            stop = active.to(device) & may_stop.to(device) & (p_stop >= threshold)
+            emitted = active.to(device) & ~stop
+            if not bool(emitted.any()):
+                return StepOutput(emitted=emitted, ended=stop, feed=None)
             # Every item draws its noise from its own generator: the batch does not change it.
             noise = torch.stack([torch.randn(self.step_dim, generator=g) for g in generators]).to(device, dtype)
             x = self.head.sample(hidden, noise * temperature, n_steps, schedule)
-            outputs.append(x)
-            if step + 1 == total:
-                produced = torch.where(active, torch.full_like(produced, total), produced)
-                break
-            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
-            out = self.backbone(inputs_embeds=self.frame_proj(x)[:, None], attention_mask=mask.long(),
-                                position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-            next_pos = next_pos + 1
+            return StepOutput(emitted=emitted, ended=stop, feed=self.frame_proj(x), value=x)
+
+        produced = torch.zeros(batch, dtype=torch.long, device=device)
+        outputs: list[torch.Tensor] = []
+        for out in decode_with_kv_cache(self.backbone, embeds, totals, sample_frames, min_steps, max_steps):
+            produced = produced + out.emitted.long()
+            outputs.append(out.value)
         steps = torch.stack(outputs, dim=1) if outputs else embeds.new_zeros(batch, 0, self.step_dim)
         return steps, produced
 

@@ -8,19 +8,27 @@ Modes mirror the CosyVoice pipeline:
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
 
 from voxtok.errors import BadConfigError
-from voxtok.tts.pipeline import Prompt, SpeakerTable, TTSPipeline, pick_mode, read_manifest
+from voxtok.nn.sampling import item_seeds
+from voxtok.registry import register
+from voxtok.tts.pipeline import Prompt, SpeakerTable, TTSPipeline, check_mode_inputs
 
 
+@register("pipeline", "flowomni")
 class FlowOmniPipeline(TTSPipeline):
-    """model: FlowOmniTTS; vocoder: MelVocoder (same mel front end); frontend: TextFrontend."""
+    """model: FlowOmniTTS; vocoder: MelVocoder (same mel front end); frontend: TextFrontend.
 
-    model_name = "flowomni"
+    It synthesizes whole utterances (no streaming) and has no classifier-free guidance.
+    """
+
+    label = "Flow-Omni"
+    streaming = False
+    cfg = False
+    required_parts = ("flowomni", "vocoder")
 
     def __init__(self, model, vocoder, frontend, speakers: SpeakerTable | None = None):
         self.model, self.vocoder, self.frontend = model.eval(), vocoder.eval(), frontend
@@ -31,20 +39,18 @@ class FlowOmniPipeline(TTSPipeline):
             raise BadConfigError("Flow-Omni and the vocoder were trained on different mel settings")
 
     @classmethod
-    def from_manifest(cls, path: str | os.PathLike) -> "FlowOmniPipeline":
-        """Load the parts a manifest names (`flowomni`, `vocoder`, optional `speakers`)."""
+    def from_manifest(cls, spec: dict, map_location: str | torch.device = "cpu") -> "FlowOmniPipeline":
+        """Load the parts a read manifest names (`flowomni`, `vocoder`, optional `speakers`)."""
+        from voxtok.registry import load
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.registry import load_tts_model
         from voxtok.tts.vocoder import MelVocoder
 
-        spec = read_manifest(path)
-        if spec["model"] != cls.model_name or not spec.get("flowomni") or not spec.get("vocoder"):
-            raise BadConfigError("not a Flow-Omni manifest (needs model: flowomni, flowomni:, vocoder:)", path)
-        model, cfg = load_tts_model(spec["flowomni"])
-        if "frontend" not in cfg:
+        cls.check_manifest(spec)
+        model = load(spec["flowomni"], map_location, kind="tts")
+        if "frontend" not in model.extra:
             raise BadConfigError("Flow-Omni checkpoint lacks its text frontend settings", spec["flowomni"])
-        return cls(model, MelVocoder.from_pretrained(spec["vocoder"]), TextFrontend.from_dict(cfg["frontend"]),
-                   SpeakerTable(spec.get("speakers")))
+        return cls(model, MelVocoder.from_pretrained(spec["vocoder"], map_location),
+                   TextFrontend.from_dict(model.extra["frontend"]), SpeakerTable(spec.get("speakers")))
 
     @torch.inference_mode()
     def synthesize_batch(self, texts: Sequence[str], prompts: Sequence[Prompt | None], mode: str = "zero_shot",
@@ -52,22 +58,18 @@ class FlowOmniPipeline(TTSPipeline):
                          cfg_strength: float | None = None, seed: int = 0, temperature: float | None = None,
                          **_unused) -> list[torch.Tensor]:
         """Texts (one prompt/speaker each) -> audio [1, T_i]; item i uses seed + i (batch == single)."""
-        if cfg_strength is not None:
-            raise BadConfigError("Flow-Omni has no classifier-free guidance: leave the CFG strength unset")
+        self.check_options(mode, cfg_strength=cfg_strength)
         speakers = list(speakers) if speakers is not None else [None] * len(texts)
+        seeds = item_seeds(seed, len(texts))
         out = []
         for i, (text, prompt, speaker) in enumerate(zip(texts, prompts, speakers)):
-            pick_mode(mode, None if prompt is None else prompt.wav, None if prompt is None else prompt.text, speaker)
+            check_mode_inputs(mode, prompt, speaker)
             ids = torch.tensor(self.frontend.encode(text))
             spk = self.speakers.embedding(speaker) if mode == "sft" else prompt.spk_emb
             kw = {}
             if mode == "zero_shot":
                 kw = dict(prompt_text_ids=torch.tensor(self.frontend.encode(prompt.text)), prompt_mel=prompt.mel)
             mel, lengths = self.model.synthesize(ids, spk_emb=spk[None], n_steps=n_steps, temperature=temperature,
-                                                 seed=int(seed) + i, **kw)
+                                                 seed=seeds[i], **kw)
             out.append(self.vocoder(mel[:, :, : int(lengths[0])])[0].clamp(-1, 1))
         return out
-
-    def stream(self, *args, **kwargs):
-        """Flow-Omni here synthesizes whole utterances; streaming is the CosyVoice pipeline's."""
-        raise BadConfigError("streaming is available with --model cosyvoice; Flow-Omni synthesizes whole utterances")

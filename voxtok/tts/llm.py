@@ -25,32 +25,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxtok.data.dataset import length_mask
+from voxtok.config import check_keys, require_mapping
 from voxtok.errors import BadConfigError, BadTextError, BadTokenFileError
-from voxtok.tts.registry import register_tts_model
+from voxtok.nn.decoding import StepOutput, decode_with_kv_cache
+from voxtok.nn.masks import length_mask
+from voxtok.nn.modes import eval_mode
+from voxtok.nn.positions import sinusoids
+from voxtok.nn.sampling import item_generators
+from voxtok.registry import SavesPretrained, register
 
 IGNORE_INDEX = -100
 SOS, TASK = 0, 1  # rows of the special-embedding table
 
-_BACKBONE_KEYS = {"kind", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
-                  "max_positions", "rope_theta", "attention_dropout", "rms_norm_eps", "attn_implementation"}
+BACKBONE_KEYS = ("kind", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                 "max_positions", "rope_theta", "attention_dropout", "rms_norm_eps", "attn_implementation")
 
 
-def build_causal_backbone(cfg: dict[str, Any]):
+def build_causal_backbone(cfg: dict[str, Any], where: str = "backbone"):
     """A randomly initialised transformers decoder (Qwen2Model or LlamaModel) without LM head.
 
     `cfg`: kind ("qwen2" | "llama"), hidden_size, num_layers, num_heads, intermediate_size and
     optional num_kv_heads (default num_heads), max_positions (4096), rope_theta (10000),
     attention_dropout (0), rms_norm_eps (1e-6), attn_implementation ("sdpa").
     Call it with `inputs_embeds` [B, T, hidden_size] (+ attention_mask [B, T], position_ids,
-    past_key_values); it has no token table: callers embed their own inputs.
+    past_key_values); it has no token table: callers embed their own inputs. `where` names the
+    block in messages.
     """
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
     kinds = {"qwen2": (Qwen2Config, Qwen2Model), "llama": (LlamaConfig, LlamaModel)}
-    unknown = set(cfg) - _BACKBONE_KEYS
-    if unknown:
-        raise BadConfigError(f"unknown backbone option(s) {sorted(unknown)} (known: {sorted(_BACKBONE_KEYS)})")
+    check_keys(require_mapping(cfg, where), BACKBONE_KEYS, where)
     kind = cfg.get("kind", "qwen2")
     if kind not in kinds:
         raise BadConfigError(f"unknown backbone kind '{kind}' (choose from {sorted(kinds)})")
@@ -109,10 +113,7 @@ class SamplingConfig:
             return default
         if isinstance(value, SamplingConfig):
             return value
-        known = {f.name for f in fields(cls)}
-        unknown = set(value) - known
-        if unknown:
-            raise BadConfigError(f"unknown sampling option(s) {sorted(unknown)} (known: {sorted(known)})")
+        check_keys(require_mapping(value, "sampling"), (f.name for f in fields(cls)), "sampling")
         return cls(**{**asdict(default), **value})
 
 
@@ -142,21 +143,22 @@ class TextToTokenLMConfig:
     tokenizer: dict = field(default_factory=lambda: {"name": "s3", "frame_rate": 50.0})
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> "TextToTokenLMConfig":
-        """Build from a plain dict; unknown keys are an error (typos must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(cfg) - known
-        if unknown:
-            raise BadConfigError(f"unknown LLM config key(s) {sorted(unknown)} (known: {sorted(known)})")
+    def from_dict(cls, cfg: dict[str, Any], where: str = "llm") -> "TextToTokenLMConfig":
+        """Build from a plain dict; unknown keys at any level are an error naming the key under
+        `where` (typos must not pass silently). A null value means the default."""
+        cfg = require_mapping(cfg, where)
+        check_keys(cfg, (f.name for f in fields(cls)), where)
         given = {k: v for k, v in cfg.items() if v is not None}
         defaults = cls()
-        for key in ("text_encoder", "backbone", "sampling", "tokenizer"):
+        for key, allowed in LLM_BLOCK_KEYS.items():
             if key in given:  # partial blocks override the defaults key by key
-                given[key] = {**getattr(defaults, key), **dict(given[key])}
+                block = require_mapping(given[key], f"{where}.{key}")
+                check_keys(block, allowed, f"{where}.{key}")
+                given[key] = {**getattr(defaults, key), **dict(block)}
         out = cls(**given)
         for key in ("text_vocab_size", "speech_vocab_size", "text_embed_dim", "spk_dim"):
             if int(getattr(out, key)) < 1:
-                raise BadConfigError(f"llm.{key} must be >= 1, got {getattr(out, key)}")
+                raise BadConfigError(f"{where}.{key} must be >= 1, got {getattr(out, key)}")
         if not 0 <= out.min_token_text_ratio <= out.max_token_text_ratio or out.max_token_text_ratio <= 0:
             raise BadConfigError(f"llm token/text ratios must satisfy 0 <= min <= max, max > 0 "
                                  f"(got {out.min_token_text_ratio}, {out.max_token_text_ratio})")
@@ -166,17 +168,16 @@ class TextToTokenLMConfig:
         return asdict(self)
 
 
+# The keys each nested block of the LLM config may hold.
+LLM_BLOCK_KEYS: dict[str, tuple[str, ...]] = {
+    "text_encoder": ("dim", "layers", "heads", "ffn_dim", "dropout"),
+    "backbone": BACKBONE_KEYS,
+    "sampling": tuple(f.name for f in fields(SamplingConfig)),
+    "tokenizer": ("name", "frame_rate", "checkpoint_hash"),  # what made the speech tokens
+}
+
+
 # ----------------------------------------------------------------------------- building blocks
-
-
-def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
-    """Transformer sine/cosine position table [length, dim] (dim even)."""
-    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq)
-    return table
 
 
 class TextEncoder(nn.Module):
@@ -204,7 +205,8 @@ class TextEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.input_proj(self.embedding(ids))
-        x = x * math.sqrt(self.dim) + sinusoidal_positions(ids.shape[1], self.dim, ids.device).to(x.dtype)
+        positions = sinusoids(torch.arange(ids.shape[1], device=ids.device), self.dim)  # Vaswani layout
+        x = x * math.sqrt(self.dim) + positions.to(x.dtype)
         x = self.dropout(x)
         pad = ~length_mask(lengths, ids.shape[1])
         for layer in self.layers:
@@ -288,8 +290,8 @@ class DecodeStep:
 # ----------------------------------------------------------------------------- the model
 
 
-@register_tts_model("llm")
-class TextToTokenLM(nn.Module):
+@register("tts", "llm")
+class TextToTokenLM(SavesPretrained, nn.Module):
     """Text (+ speaker x-vector, optional prompt) -> speech tokens, CosyVoice style.
 
     Training: `forward_loss(batch)` with batch text_ids [B, L], text_lengths [B],
@@ -315,9 +317,10 @@ class TextToTokenLM(nn.Module):
         self.default_sampling = SamplingConfig.from_any(config.sampling, SamplingConfig())
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "TextToTokenLM":
-        """Build from a config dict (see TextToTokenLMConfig), random weights."""
-        return cls(TextToTokenLMConfig.from_dict(dict(cfg)))
+    def from_config(cls, cfg: dict[str, Any], where: str = "llm") -> "TextToTokenLM":
+        """Build from a config dict (see TextToTokenLMConfig), random weights; `where` names the
+        config in messages."""
+        return cls(TextToTokenLMConfig.from_dict(cfg, where))
 
     def to_config(self) -> dict[str, Any]:
         """The config dict `from_config` rebuilds this model from."""
@@ -392,7 +395,7 @@ class TextToTokenLM(nn.Module):
         j = torch.arange(n + 1, device=tokens.device)[None]
         goal = torch.cat([tokens, tokens.new_zeros(tokens.shape[0], 1)], 1)
         goal = torch.where(j == token_lengths[:, None], torch.full_like(goal, self.eos), goal)
-        keep = j <= token_lengths[:, None]
+        keep = length_mask(token_lengths + 1, n + 1)  # the speech tokens and the EOS after them
         targets = torch.full(mask.shape, IGNORE_INDEX, dtype=torch.long, device=tokens.device)
         cols = (layout.task[:, None] + j).clamp(max=mask.shape[1] - 1)
         rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None].expand_as(cols)
@@ -463,79 +466,43 @@ class TextToTokenLM(nn.Module):
         text_ids: one 1-D tensor, [B, L] or a list of 1-D tensors; spk_emb [B or 1, spk_dim];
         prompt_text_ids / prompt_tokens: the same forms (zero-shot cloning) or None.
         Items are left-padded so their last prefix positions line up; per-item positions and
-        masks make every item's result independent of the others. `seed`: one int for every
-        item or one per item (each item draws from its own generator).
+        masks make every item's result independent of the others. `seed`: int (item i uses
+        seed + i, so a batch reproduces decoding item i alone with seed + i), one seed per item,
+        or None (fresh seeds); each item draws from its own generator.
         """
         sampling = SamplingConfig.from_any(sampling, self.default_sampling)
         texts, spk, prompts_text, prompts = self._prepare(text_ids, spk_emb, prompt_text_ids, prompt_tokens)
         batch, device = len(texts), self.device
-        seeds = [seed] * batch if seed is None or isinstance(seed, int) else list(seed)
-        if len(seeds) != batch:
-            raise BadConfigError(f"{len(seeds)} seeds for a batch of {batch}")
-        generators = []
-        for s in seeds:
-            g = torch.Generator()
-            g.manual_seed(int(s) if s is not None else int(torch.randint(0, 2**62, (1,))))
-            generators.append(g)
+        generators = item_generators(seed, batch)
         text_len = torch.tensor([len(t) for t in texts])
         min_len = (text_len * self.config.min_token_text_ratio).long()
         max_len = (text_len * self.config.max_token_text_ratio).long().clamp(min=1)
         if max_tokens is not None:
             max_len = max_len.clamp(max=int(max_tokens))
             min_len = torch.minimum(min_len, max_len)
+        history: list[list[int]] = [[] for _ in range(batch)]
 
-        was_training = self.training
-        self.eval()
-        try:
+        def sample_tokens(step: int, hidden: torch.Tensor, active: torch.Tensor, may_stop: torch.Tensor) -> StepOutput:
+            # Sampling runs on the CPU: one device sync per step instead of several per item.
+            logits = self.head(hidden).float().cpu()
+            token = torch.full((batch,), self.eos, dtype=torch.long)
+            for b in torch.nonzero(active).flatten().tolist():
+                scores = logits[b].clone()
+                if not may_stop[b]:
+                    scores[self.eos] = -float("inf")
+                token[b] = self.sample(scores, history[b], sampling, generators[b])
+                if int(token[b]) != self.eos:
+                    history[b].append(int(token[b]))
+            fed = self.speech_embedding(token.clamp(max=self.vocab - 1).to(device))
+            return StepOutput(emitted=active, ended=active & (token == self.eos), feed=fed,
+                              value=DecodeStep(step, token, active, logits))
+
+        with eval_mode(self):  # no dropout while decoding, even when called from a training loop
             full_text, full_lengths = _pad([torch.cat([p, t]) for p, t in zip(prompts_text, texts)], device)
             prompt_pad, prompt_lengths = _pad(prompts, device) if prompts is not None else (None, None)
             embeds, layout = self.build_inputs(full_text, full_lengths, spk.to(device), prompt_pad, prompt_lengths)
-            # Right-padded -> left-padded: every item's last prefix position is the last column.
-            width = embeds.shape[1]
-            shift = width - layout.lengths
-            cols = (torch.arange(width, device=device)[None] - shift[:, None])
-            mask = cols >= 0
-            rows = torch.arange(batch, device=device)[:, None].expand_as(cols)
-            left = torch.where(mask[..., None], embeds[rows, cols.clamp(min=0)], torch.zeros_like(embeds))
-            positions = cols.clamp(min=0)
-            out = self.backbone(inputs_embeds=left, attention_mask=mask.long(), position_ids=positions, use_cache=True)
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-            next_pos = layout.lengths.clone()
-            history: list[list[int]] = [[] for _ in range(batch)]
-            ended = [False] * batch
-            step = 0
-            while True:
-                # Sampling runs on the CPU: one device sync per step instead of several per item.
-                logits = self.head(hidden).float().cpu()
-                token = torch.full((batch,), self.eos, dtype=torch.long)
-                active = torch.zeros(batch, dtype=torch.bool)
-                for b in range(batch):
-                    if ended[b] or step >= int(max_len[b]):
-                        ended[b] = True
-                        continue
-                    scores = logits[b].clone()
-                    if step < int(min_len[b]):
-                        scores[self.eos] = -float("inf")
-                    t = self.sample(scores, history[b], sampling, generators[b])
-                    token[b], active[b] = t, True
-                    if t == self.eos:
-                        ended[b] = True
-                    else:
-                        history[b].append(t)
-                if not bool(active.any()):
-                    return
-                yield DecodeStep(step, token.clone(), active.clone(), logits)
-                if all(ended):
-                    return
-                fed = self.speech_embedding(token.clamp(max=self.vocab - 1).to(device))[:, None]
-                mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.bool, device=device)], 1)
-                out = self.backbone(inputs_embeds=fed, attention_mask=mask.long(), position_ids=next_pos[:, None],
-                                    past_key_values=cache, use_cache=True)
-                cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-                next_pos = next_pos + 1
-                step += 1
-        finally:
-            self.train(was_training)
+            for out in decode_with_kv_cache(self.backbone, embeds, layout.lengths, sample_tokens, min_len, max_len):
+                yield out.value
 
     def generate(self, text_ids: torch.Tensor | Sequence[torch.Tensor], spk_emb: torch.Tensor,
                  prompt_text_ids: torch.Tensor | Sequence[torch.Tensor] | None = None,

@@ -1,58 +1,27 @@
-"""What every VoxTok TTS pipeline shares: the manifest, prompts, the vocoder and streaming cross-fades.
+"""What every VoxTok TTS pipeline shares: capabilities, prompts, the vocoder and streaming cross-fades.
 
-A pipeline manifest (YAML, written by the recipe's training stages) names the trained parts:
-
-    model: cosyvoice            # or flowomni
-    llm: exp/mini/tts_llm/model
-    flow: exp/mini/tts_flow/model
-    vocoder: exp/mini/vocoder/model
-    tokenizer: exp/mini/s3/model        # the speech tokenizer the LLM/flow were trained on
-    speakers: dump/mini/spk/train       # optional: spk2embedding store for `sft` mode
-
-Relative paths are resolved against the manifest's folder.
+A pipeline is registered as `voxtok.registry.register("pipeline", name)` and loaded from a manifest
+(voxtok/tts/manifest.py) by `voxtok.registry.load(manifest)`. Its class attributes say what it can
+do (modes, streaming, classifier-free guidance, prompt length); the CLI and the demo read them, and
+`TTSPipeline.check_options` is the one place a request is checked against them.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterator
 
 import torch
-import yaml
 
 from voxtok.audio import MelSpectrogram, MelConfig, resample, validate_waveform
+from voxtok.config import check_keys
 from voxtok.errors import BadAudioError, BadConfigError, UnknownSpeakerError
 
-MAX_PROMPT_SECONDS = 30.0
-MODES = ("zero_shot", "cross_lingual", "sft")
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a pipeline manifest; relative part paths become absolute (relative to the manifest)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadConfigError("pipeline manifest not found (train the TTS stages first)", path)
-    spec = yaml.safe_load(path.read_text()) or {}
-    if "model" not in spec:
-        raise BadConfigError("pipeline manifest lacks `model:` (cosyvoice or flowomni)", path)
-    for key, value in list(spec.items()):
-        if key != "model" and isinstance(value, str):
-            spec[key] = str((path.parent / value).resolve()) if not os.path.isabs(value) else value
-    return spec
-
-
-def write_manifest(path: str | os.PathLike, spec: dict[str, Any]) -> Path:
-    """Write a manifest with part paths relative to its folder (the exp dir stays movable)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rel = {k: (os.path.relpath(v, path.parent) if k != "model" and isinstance(v, str) else v)
-           for k, v in spec.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(rel, sort_keys=False))
-    os.replace(tmp, path)
-    return path
+# Mode -> how users see it (the demo's labels). CosyVoice defines the three.
+MODE_LABELS = {"zero_shot": "zero-shot", "cross_lingual": "cross-lingual", "sft": "stored speaker"}
 
 
 @dataclass
@@ -71,14 +40,15 @@ class Prompt:
     tokens: torch.Tensor | None = None
 
 
-def check_prompt_audio(wav: torch.Tensor, sample_rate: int, name: object = "<prompt>") -> torch.Tensor:
-    """Validate reference audio ([T] or [1, T]; finite, audible, 0.5-30 s) -> float32 [1, T]."""
+def check_prompt_audio(wav: torch.Tensor, sample_rate: int, name: object, min_seconds: float,
+                       max_seconds: float) -> torch.Tensor:
+    """Validate reference audio ([T] or [1, T]; finite, audible, min-max seconds) -> float32 [1, T]."""
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.dim() == 1:
         wav = wav[None]
     if wav.dim() != 2 or wav.shape[0] != 1:
         raise BadAudioError(f"reference audio must be mono [1, T], got shape {tuple(wav.shape)}", name)
-    validate_waveform(wav, sample_rate, name, min_seconds=0.5, max_seconds=MAX_PROMPT_SECONDS)
+    validate_waveform(wav, sample_rate, name, min_seconds=min_seconds, max_seconds=max_seconds)
     return wav
 
 
@@ -156,14 +126,52 @@ class StreamingVocoder:
 
 
 class TTSPipeline:
-    """Shared behaviour of the pipelines: prompt preparation, speaker table, one-text synthesis.
+    """Shared behaviour of the pipelines: capabilities, prompt preparation, one-text synthesis.
 
-    Subclasses set `model_name`, `sample_rate`, `mel_config` (the acoustic model's mel front
-    end), `speakers`, and implement `synthesize_batch` (and `stream`).
+    Subclasses are registered (`@register("pipeline", name)`, which sets `registry_name`), set the
+    capability attributes below, and on instances `sample_rate`, `mel_config` (the acoustic model's
+    mel front end) and `speakers`; they implement `from_manifest`, `synthesize_batch` (and `stream`
+    when `streaming`).
     """
 
-    model_name = ""
+    registry_name: ClassVar[str]
+    label: ClassVar[str] = ""  # how users see the model, e.g. "CosyVoice-style"
+    modes: ClassVar[tuple[str, ...]] = tuple(MODE_LABELS)
+    streaming: ClassVar[bool] = False  # `stream` yields audio while decoding
+    cfg: ClassVar[bool] = False  # takes a classifier-free guidance strength
+    min_prompt_seconds: ClassVar[float] = 0.5
+    max_prompt_seconds: ClassVar[float] = 30.0
+    required_parts: ClassVar[tuple[str, ...]] = ()  # manifest entries (checkpoint folders)
+    optional_parts: ClassVar[tuple[str, ...]] = ("speakers",)
     _speaker_encoder = None
+
+    @classmethod
+    def check_options(cls, mode: str, streaming: bool = False, cfg_strength: float | None = None) -> None:
+        """Raise BadConfigError when a request asks for what this pipeline cannot do."""
+        if mode not in cls.modes:
+            raise BadConfigError(f"unknown mode '{mode}' (choose from {', '.join(cls.modes)})")
+        if streaming and not cls.streaming:
+            from voxtok.registry import registered
+
+            able = " or ".join(c.label for _, c in sorted(registered("pipeline").items()) if c.streaming)
+            where = f"the {able} model only" if able else "no registered pipeline"
+            raise BadConfigError(f"streaming is available with {where}; {cls.label} synthesizes whole utterances")
+        if cfg_strength is not None and not cls.cfg:
+            raise BadConfigError(f"{cls.label} has no classifier-free guidance: leave the CFG strength unset")
+
+    @classmethod
+    def check_manifest(cls, spec: dict[str, Any]) -> None:
+        """Raise BadConfigError unless `spec` names exactly this pipeline's parts (unknown keys included)."""
+        where = getattr(spec, "path", None)
+        if spec.get("model") != cls.registry_name:
+            raise BadConfigError(f"manifest is for '{spec.get('model')}', not {cls.registry_name}", where)
+        try:
+            check_keys(spec, ("model", *cls.required_parts, *cls.optional_parts), "manifest")
+        except BadConfigError as err:
+            raise BadConfigError(str(err), where) from None
+        missing = [k for k in cls.required_parts if not spec.get(k)]
+        if missing:
+            raise BadConfigError(f"{cls.registry_name} manifest lacks {', '.join(missing)}", where)
 
     @property
     def speaker_encoder(self):
@@ -178,9 +186,9 @@ class TTSPipeline:
                        name: object = "<prompt>") -> Prompt:
         """Reference audio [1, T] (+ transcript) -> Prompt with speaker embedding and log mel.
 
-        Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
+        Silent, too short (< min_prompt_seconds) or too long (> max_prompt_seconds) audio raises BadAudioError.
         """
-        wav = check_prompt_audio(wav, sample_rate, name)
+        wav = check_prompt_audio(wav, sample_rate, name, self.min_prompt_seconds, self.max_prompt_seconds)
         spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
         return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text,
                       mel=log_mel(wav, sample_rate, self.mel_config))
@@ -193,31 +201,33 @@ class TTSPipeline:
         """One text -> audio [1, T] at `sample_rate` (options as in `synthesize_batch`)."""
         return self.synthesize_batch([text], [prompt], mode, [speaker], **kw)[0]
 
+    def stream(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot", speaker: str | None = None,
+               **kw):
+        """Audio chunks [T_k] while decoding; pipelines without `streaming` raise BadConfigError."""
+        self.check_options(mode, streaming=True)
+        raise NotImplementedError
 
-def pick_mode(mode: str, prompt_wav, prompt_text: str | None, speaker: str | None) -> str:
-    """Check that the inputs fit `mode` (zero_shot | cross_lingual | sft); returns the mode."""
-    if mode not in MODES:
-        raise BadConfigError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+
+def check_mode_inputs(mode: str, prompt: Prompt | None, speaker: str | None) -> None:
+    """Check that the inputs fit `mode` (zero_shot | cross_lingual | sft)."""
     if mode == "sft":
         if not speaker:
             raise BadConfigError("mode sft needs a stored speaker id (--speaker)")
-    elif prompt_wav is None:
+    elif prompt is None:
         raise BadConfigError(f"mode {mode} needs reference audio (--prompt-wav)")
-    if mode == "zero_shot" and not (prompt_text or "").strip():
+    if mode == "zero_shot" and not (prompt.text or "").strip():
         raise BadConfigError("mode zero_shot needs the reference transcript (--prompt-text); "
                              "without one use --mode cross_lingual")
-    return mode
 
 
-def load_pipeline(manifest: str | os.PathLike):
-    """The pipeline a manifest describes (`model: cosyvoice` or `model: flowomni`), loaded."""
-    model = read_manifest(manifest)["model"]
-    if model == "cosyvoice":
-        from voxtok.tts.cosyvoice import CosyVoicePipeline
-
-        return CosyVoicePipeline.from_manifest(manifest)
-    if model == "flowomni":
-        from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
-
-        return FlowOmniPipeline.from_manifest(manifest)
-    raise BadConfigError(f"unknown pipeline model '{model}' (cosyvoice or flowomni)", manifest)
+def timed_stream(chunks: Iterator[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """Consume a chunk iterator -> (all audio [1, T], seconds until the first chunk arrived)."""
+    t0 = time.perf_counter()
+    first = None
+    parts = []
+    for chunk in chunks:
+        if first is None:
+            first = time.perf_counter() - t0
+        parts.append(chunk)
+    audio = torch.cat(parts) if parts else torch.zeros(0)
+    return audio[None], (first if first is not None else time.perf_counter() - t0)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from voxtok.atomic import atomic_dir
 from voxtok.audio import resample, validate_waveform
 from voxtok.data.dataset import load_utterance
-from voxtok.checkpoint import atomic_dir
 from voxtok.data.kaldi import DataDir
 from voxtok.data.shards import ShardStore, ShardWriter
 from voxtok.errors import BadAudioError, BadDataDirError

@@ -3,7 +3,7 @@
 Any nn.Module with `forward_loss(batch) -> (loss, stats dict of scalars)` trains with
 `TTSModule`: AdamW, linear warmup + cosine decay (per update), gradient-norm clipping, and
 train/val logging of every stat. The model registry and checkpoints live in
-voxtok/tts/registry.py.
+voxtok/registry.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from voxtok.codecs.gan_trainer import warmup_cosine
-from voxtok.errors import BadConfigError
+from voxtok.training.optim import build_optimizer, build_scheduler, read_optim_config
+
+# The TTS recipes' AdamW (CosyVoice's betas) and clip.
+OPTIM_DEFAULTS = {"betas": (0.9, 0.98), "weight_decay": 0.01, "warmup_steps": 0, "final_lr_ratio": 0.0,
+                  "grad_clip": 5.0}
+
 
 def _batch_size(batch: dict) -> int:
     for value in batch.values():
@@ -26,30 +30,24 @@ def _batch_size(batch: dict) -> int:
 class TTSModule(L.LightningModule):
     """Trains `model` (any module with `forward_loss(batch) -> (loss, stats)`).
 
-    optim_cfg: lr, betas (0.9, 0.98), weight_decay (0.01), warmup_steps (0), final_lr_ratio (0),
-    grad_clip (5.0, gradient L2 norm). `max_steps` updates span the cosine schedule.
+    optim_cfg: the `optim:` block (`voxtok.training.optim.OptimConfig` keys; lr required, the rest
+    default to OPTIM_DEFAULTS: betas (0.9, 0.98), weight_decay 0.01, no warm-up, cosine to 0, grad
+    clip 5.0), read strictly; `where` names it in messages. `max_steps` updates span the schedule.
     """
 
-    def __init__(self, model: torch.nn.Module, optim_cfg: dict[str, Any], max_steps: int):
+    def __init__(self, model: torch.nn.Module, optim_cfg: dict[str, Any], max_steps: int, where: str = "optim"):
         super().__init__()
-        if "lr" not in optim_cfg:
-            raise BadConfigError("optim.lr is required")
         self.model = model
-        self.optim_cfg = dict(optim_cfg)
+        self.optim = read_optim_config(optim_cfg, OPTIM_DEFAULTS, where)
         self.max_updates = int(max_steps)
 
     def configure_optimizers(self):
-        o = self.optim_cfg
-        opt = torch.optim.AdamW(self.model.parameters(), lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.98))),
-                                weight_decay=float(o.get("weight_decay", 0.01)))
-        schedule = warmup_cosine(int(o.get("warmup_steps", 0)), self.max_updates, float(o.get("final_lr_ratio", 0.0)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return [opt], [{"scheduler": sched, "interval": "step"}]
+        opt = build_optimizer(self.model.parameters(), self.optim)
+        return [opt], [{"scheduler": build_scheduler(opt, self.optim, self.max_updates), "interval": "step"}]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # The clip value lives in the model's optim config, not in the shared trainer config.
-        self.clip_gradients(optimizer, gradient_clip_val=float(self.optim_cfg.get("grad_clip", 5.0)),
-                            gradient_clip_algorithm="norm")
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, stats = self.model.forward_loss(batch)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxtok.audio import MelConfig, MelSpectrogram
-from voxtok.data.dataset import length_mask
 from voxtok.errors import BadConfigError
+from voxtok.nn.masks import length_mask
 
 Logits = Sequence[torch.Tensor]
 Features = Sequence[Sequence[torch.Tensor]]

@@ -9,7 +9,9 @@ One family with switches rather than copies:
   with optional SoundStream-style quantizer dropout.
 * `FSQ` -- finite scalar quantization: no codebook to learn, an implicit grid of prod(levels) codes.
 
-All of them return a `QuantizerOutput` and share `encode` / `decode` / `usage` / `reset_usage`.
+All of them return a `QuantizerOutput` and share one interface: `forward(x, n_q=None, mask=None)`,
+`encode(x, n_q=None, mask=None) -> codes [B, Q, T]`, `decode(codes [B, Q, T]) -> [B, D, T]`, `usage`,
+`reset_usage`. Q = 1 for the one-codebook quantizers, so a codec never reshapes their codes.
 
 Distributed training: a training-mode forward of `VectorQuantizer` / `ResidualVQ` is a collective
 when torch.distributed is initialised (every rank must call it, as with any DDP forward). Cluster
@@ -30,6 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxtok.config import kwargs_for
 from voxtok.errors import BadConfigError, VoxTokError
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "VectorQuantizer",
     "ResidualVQ",
     "FSQ",
+    "QUANTIZERS",
     "build_quantizer",
 ]
 
@@ -188,13 +192,17 @@ def _check_codes(codes: Tensor, codebook_size: int) -> None:
         )
 
 
-def _single_layer_codes(codes: Tensor) -> Tensor:
-    """Accept [B, T] or [B, 1, T] codes for one-codebook quantizers -> [B, T]."""
-    if codes.dim() == 3 and codes.shape[1] == 1:
-        return codes[:, 0]
-    if codes.dim() != 2:
-        raise VoxTokError(f"one-codebook codes must be [B, T] or [B, 1, T], got {tuple(codes.shape)}")
-    return codes
+def _one_codebook(codes: Tensor) -> Tensor:
+    """Codes [B, 1, T] of a one-codebook quantizer -> their only layer [B, T]."""
+    if codes.dim() != 3 or codes.shape[1] != 1:
+        raise VoxTokError(f"one-codebook codes must be [B, 1, T], got {tuple(codes.shape)}")
+    return codes[:, 0]
+
+
+def _check_one_layer(n_q: int | None) -> None:
+    """One-codebook quantizers take n_q for interface symmetry with ResidualVQ: None or 1."""
+    if n_q not in (None, 1):
+        raise BadConfigError(f"a one-codebook quantizer has n_q = 1, asked for {n_q}")
 
 
 class _CodeUsage(nn.Module):
@@ -298,14 +306,15 @@ class VectorQuantizer(_CodeUsage):
 
     # -- public API ------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
-        """Quantize x [B, D, T]; mask [B, T] bool marks valid frames (None = all valid).
+    def forward(self, x: Tensor, n_q: int | None = None, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantize x [B, D, T]; mask [B, T] bool marks valid frames (None = all valid); n_q None or 1.
 
         In training mode this also initialises (k-means), updates (EMA) and re-seeds the
         codebook; padded frames never touch those statistics nor the losses. Their codes and
         quantized values are still computed (so shapes stay [B, *, T]) but carry no meaning.
         Returns a `QuantizerOutput` with codes [B, 1, T].
         """
+        _check_one_layer(n_q)
         batch, _, frames = x.shape
         latent = self.project_in(x.transpose(1, 2))  # [B, T, Dc]
         valid = _valid_rows(mask, batch, frames, x.device)
@@ -340,22 +349,23 @@ class VectorQuantizer(_CodeUsage):
             batch_usage=batch_usage.reshape(1),
         )
 
-    def encode(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x [B, D, T] -> codes [B, T] int64. Never updates statistics.
+    def encode(self, x: Tensor, n_q: int | None = None, mask: Tensor | None = None) -> Tensor:
+        """x [B, D, T] -> codes [B, 1, T] int64 (n_q None or 1). Never updates statistics.
 
         `mask` is accepted for interface symmetry only: quantization is per frame, so padding
         cannot change the codes of valid frames.
         """
+        _check_one_layer(n_q)
         batch, _, frames = x.shape
         latent = self.project_in(x.transpose(1, 2))
         with torch.autocast(device_type=x.device.type, enabled=False):
             flat = latent.reshape(-1, self.codebook_dim).float()
             codes = _nearest(flat, self.codebook.float())
-        return codes.reshape(batch, frames)
+        return codes.reshape(batch, 1, frames)
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, T] (or [B, 1, T]) int64 -> quantized latent [B, D, T]."""
-        codes = _single_layer_codes(codes)
+        """codes [B, 1, T] int64 -> quantized latent [B, D, T]."""
+        codes = _one_codebook(codes)
         _check_codes(codes, self.codebook_size)
         with torch.autocast(device_type=codes.device.type, enabled=False):
             vectors = F.embedding(codes, self.codebook.float())  # [B, T, Dc]
@@ -506,7 +516,7 @@ class ResidualVQ(nn.Module):
         quantized = torch.zeros_like(x)
         outputs: list[QuantizerOutput] = []
         for layer in self.layers[:count]:
-            out = layer(residual, mask)
+            out = layer(residual, mask=mask)
             residual = residual - out.quantized
             quantized = quantized + out.quantized
             outputs.append(out)
@@ -530,10 +540,10 @@ class ResidualVQ(nn.Module):
         residual = x
         codes = []
         for layer in self.layers[:count]:
-            layer_codes = layer.encode(residual)
+            layer_codes = layer.encode(residual)  # [B, 1, T]
             residual = residual - layer.decode(layer_codes)
             codes.append(layer_codes)
-        return torch.stack(codes, dim=1)
+        return torch.cat(codes, dim=1)
 
     def decode(self, codes: Tensor) -> Tensor:
         """codes [B, Q, T] with 1 <= Q <= n_q -> [B, D, T], the sum of the first Q layers."""
@@ -541,7 +551,7 @@ class ResidualVQ(nn.Module):
             raise VoxTokError(f"ResidualVQ codes must be [B, 1..{self.n_q}, T], got {tuple(codes.shape)}")
         quantized = None
         for index, layer in enumerate(self.layers[: codes.shape[1]]):
-            part = layer.decode(codes[:, index])
+            part = layer.decode(codes[:, index : index + 1])
             # Same accumulation order as forward(), so eval outputs match exactly.
             quantized = torch.zeros_like(part) + part if quantized is None else quantized + part
         return quantized
@@ -621,11 +631,12 @@ class FSQ(_CodeUsage):
         digits = (codes[..., None] // self._basis) % self._levels
         return ((digits - self._half_width).float() / self._half_width.float()).transpose(1, 2)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
-        """Quantize x [B, D, T]; mask [B, T] bool only limits the usage statistics.
+    def forward(self, x: Tensor, n_q: int | None = None, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantize x [B, D, T]; mask [B, T] bool only limits the usage statistics; n_q None or 1.
 
         Returns a `QuantizerOutput` with codes [B, 1, T] and zero losses.
         """
+        _check_one_layer(n_q)
         batch, _, frames = x.shape
         latent = self.project_in(x.transpose(1, 2))
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -646,16 +657,17 @@ class FSQ(_CodeUsage):
             batch_usage=batch_usage.reshape(1),
         )
 
-    def encode(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x [B, D, T] -> codes [B, T] int64 (`mask` accepted for interface symmetry)."""
+    def encode(self, x: Tensor, n_q: int | None = None, mask: Tensor | None = None) -> Tensor:
+        """x [B, D, T] -> codes [B, 1, T] int64 (n_q None or 1; `mask` accepted for interface symmetry)."""
+        _check_one_layer(n_q)
         latent = self.project_in(x.transpose(1, 2))
         with torch.autocast(device_type=x.device.type, enabled=False):
             grid = self._quantize(latent.float())
-            return self.grid_to_codes(grid.transpose(1, 2))
+            return self.grid_to_codes(grid.transpose(1, 2))[:, None]
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, T] (or [B, 1, T]) int64 -> [B, D, T]."""
-        codes = _single_layer_codes(codes)
+        """codes [B, 1, T] int64 -> [B, D, T]."""
+        codes = _one_codebook(codes)
         _check_codes(codes, self.codebook_size)
         grid = self.codes_to_grid(codes).transpose(1, 2)  # [B, T, d]
         dtype = self.project_out.weight.dtype if isinstance(self.project_out, nn.Linear) else grid.dtype
@@ -664,17 +676,17 @@ class FSQ(_CodeUsage):
 
 # ----------------------------------------------------------------------------------------------
 
-_KINDS = {"vq": VectorQuantizer, "rvq": ResidualVQ, "fsq": FSQ}
+# kind (the `kind:` of a config's quantizer block) -> class
+QUANTIZERS = {"vq": VectorQuantizer, "rvq": ResidualVQ, "fsq": FSQ}
 
 
 def build_quantizer(kind: str, **kwargs) -> VectorQuantizer | ResidualVQ | FSQ:
     """Build a quantizer by kind: "vq" -> VectorQuantizer, "rvq" -> ResidualVQ, "fsq" -> FSQ.
 
-    kwargs go to that class's constructor (e.g. dim, codebook_size, n_q, levels).
+    kwargs go to that class's constructor (e.g. dim, codebook_size, n_q, levels); one that the
+    constructor does not take is a BadConfigError naming the allowed ones.
     """
-    if kind not in _KINDS:
-        raise BadConfigError(f"unknown quantizer kind {kind!r}; choose one of {sorted(_KINDS)}")
-    try:
-        return _KINDS[kind](**kwargs)
-    except TypeError as error:  # a misspelt or foreign option from a config file
-        raise BadConfigError(f"bad options for quantizer {kind!r}: {error}") from None
+    if kind not in QUANTIZERS:
+        raise BadConfigError(f"unknown quantizer kind {kind!r}; choose one of {sorted(QUANTIZERS)}")
+    cls = QUANTIZERS[kind]
+    return cls(**kwargs_for(cls, kwargs, "quantizer"))
