@@ -12,7 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from voxtok.codecs import gan_config, train_asr
-from voxtok.codecs.gan_trainer import check_trainer_config
+from voxtok.training.lightning import check_trainer_config
 from voxtok.config import dataclass_from_dict
 from voxtok.data.options import ClipDataOptions, TTSDataOptions, TranscribedDataOptions
 from voxtok.errors import BadConfigError

@@ -8,7 +8,7 @@ The model is any nn.Module with
 the `loss` block of the codec config weights the losses (a weight for a loss the model does not
 produce is an error), `optim` sets AdamW with linear warmup + cosine decay and the gradient-norm
 clip (`voxtok.training.optim`). Validation logs the CTC loss and the greedy CER / WER.
-Train it with `build_trainer(tcfg, exp_dir, steps_per_update=1)`.
+Train it with `voxtok.training.lightning.fit_and_export`.
 """
 
 from __future__ import annotations

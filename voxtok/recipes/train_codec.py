@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from voxtok.registry import build
 from voxtok.codecs.distill_data import resolve_teacher_dims
 from voxtok.codecs.gan_loaders import make_loaders
-from voxtok.codecs.gan_trainer import GANModule, check_trainer_config, fit_and_export
+from voxtok.codecs.gan_trainer import GANModule
+from voxtok.training.lightning import check_trainer_config, fit_and_export
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 

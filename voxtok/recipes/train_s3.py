@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.registry import build
-from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
+from voxtok.training.lightning import check_trainer_config, fit_and_export
 from voxtok.codecs.train_asr import CTCModule
 from voxtok.data.dataset import TranscribedAudioDataset, collate_transcribed
 from voxtok.config import dataclass_from_dict
@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> Path:
     module = CTCModule(model, ccfg, max_steps=int(tcfg["max_steps"]), where="codec")
     train_loader, valid_loader = make_loaders(plain, model)
     return fit_and_export(module, train_loader, valid_loader, tcfg, plain["exp_dir"], ccfg["name"],
-                          export=model.save_pretrained, steps_per_update=1)
+                          export=model.save_pretrained)
 
 
 @recipe_main("train_s3")

@@ -23,7 +23,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from voxtok.codecs.gan_trainer import check_trainer_config, fit_and_export
+from voxtok.training.lightning import check_trainer_config, fit_and_export
 from voxtok.config import check_keys, dataclass_from_dict, kwargs_for
 from voxtok.data.dataset import LengthBucketSampler
 from voxtok.data.options import TTSDataOptions
@@ -133,8 +133,7 @@ def train(cfg: DictConfig) -> Path:
     module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]), where="tts.optim")
     extra = {"frontend": frontend.to_dict(), "tokens": token_meta}
     return fit_and_export(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
-                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: model.save_pretrained(out, extra=extra),
-                          steps_per_update=1)
+                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: model.save_pretrained(out, extra=extra))
 
 
 @recipe_main("train_tts")

@@ -16,10 +16,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from voxtok.codecs.gan_loaders import make_loaders
-from voxtok.codecs.gan_trainer import GANModule, check_trainer_config
+from voxtok.codecs.gan_trainer import GANModule
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
-from voxtok.codecs.gan_trainer import fit_and_export
+from voxtok.training.lightning import check_trainer_config, fit_and_export
 
 
 def train(cfg: DictConfig) -> Path:
