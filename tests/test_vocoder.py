@@ -27,8 +27,22 @@ def test_frames_map_to_hops():
     assert vocoder.training_forward(wav[..., :5000]).recon.shape == (2, 1, 5000)
     with pytest.raises(BadConfigError, match=r"\[B, 80, T'\]"):
         vocoder(torch.zeros(1, 100, 20))
-    with pytest.raises(BadConfigError, match="uncentred"):
-        MelVocoder({**TINY, "mel": {"preset": "cosyvoice", "center": True}})
+
+
+@pytest.mark.parametrize("head_padding, samples", [("center", 20 * 256), ("same", 21 * 256)])
+def test_centred_mel_length_rule(head_padding, samples):
+    """A centred mel (Vocos's front end) has T // hop + 1 frames; a "center" head gives back
+    (T' - 1) * hop = T samples, a "same" head T' * hop (one hop more); training trims to T."""
+    vocoder = MelVocoder({**TINY, "mel": "vocos", "head": {"n_fft": 1024, "padding": head_padding}})
+    wav = 0.1 * torch.randn(2, 1, 256 * 20)
+    mel = vocoder.mel(wav)
+    assert mel.shape == (2, 100, 21)
+    assert vocoder(mel).shape == (2, 1, samples) == (2, 1, vocoder.num_samples(21))
+    assert vocoder.training_forward(wav[..., :5000]).recon.shape == (2, 1, 5000)
+    with pytest.raises(BadConfigError, match="needs a centred mel"):
+        MelVocoder({**TINY, "head": {"n_fft": 1024, "padding": "center"}})
+    with pytest.raises(BadConfigError, match="head.padding must be one of"):
+        MelVocoder({**TINY, "head": {"n_fft": 1024, "padding": "valid"}})
 
 
 def test_paper_config_size_and_forward():
