@@ -148,3 +148,120 @@ def test_optimisers_are_fused_by_default_and_step_like_plain_adamw(tmp_path):
         return after
 
     assert torch.allclose(generator_after_one_step(True), generator_after_one_step(False), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- fine-tuning (init_from)
+
+
+def saved_codec(tmp_path: Path, data: Path, with_discriminators: bool, seed: int = 7) -> Path:
+    """A random-weight codec folder of the test config (+ its discriminators), as an export writes it."""
+    from omegaconf import OmegaConf
+
+    from voxtok.codecs.gan_trainer import GANModule
+    from voxtok.recipes.train_codec import export_codec
+    from voxtok.registry import build
+
+    torch.manual_seed(seed)
+    ccfg = OmegaConf.to_container(config(data, tmp_path / "unused"), resolve=True)["codec"]
+    module = GANModule(build("codec", ccfg["name"], ccfg["model"]), ccfg, max_steps=1, sample_rate=24000)
+    folder = tmp_path / ("with_disc" if with_discriminators else "codec_only")
+    if with_discriminators:
+        export_codec(module, folder)
+    else:
+        module.generator.save_pretrained(folder)
+    return folder
+
+
+def record_start(monkeypatch) -> dict:
+    """Patch GANModule so that the weights it holds when training starts are recorded."""
+    from voxtok.codecs.gan_trainer import GANModule
+
+    seen = {}
+
+    def on_train_start(module):
+        seen["generator"] = {k: v.detach().clone() for k, v in module.generator.state_dict().items()}
+        seen["discriminator"] = {k: v.detach().clone() for k, v in module.discriminator.state_dict().items()}
+
+    monkeypatch.setattr(GANModule, "on_train_start", on_train_start, raising=False)
+    return seen
+
+
+def test_fine_tuning_starts_from_a_folder_with_discriminators(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    from voxtok.codecs.gan_checkpoint import load_discriminators
+
+    data = make_data_dir(tmp_path)
+    folder = saved_codec(tmp_path, data, with_discriminators=True)
+    seen = record_start(monkeypatch)
+    exp = tmp_path / "exp"
+    out = train(config(data, exp, f"init_from={folder}", "trainer.max_steps=3", "codec.optim.disc_start_step=0",
+                       "codec.model.quantizer.codebook_size=32"))  # overridden by the folder's config
+    assert "generator and discriminators from there" in capsys.readouterr().out
+    generator = load_file(str(folder / "model.safetensors"))
+    assert seen["generator"].keys() == generator.keys()
+    assert all(torch.equal(seen["generator"][k], v) for k, v in generator.items())
+    _, discriminators = load_discriminators(folder)
+    assert all(torch.equal(seen["discriminator"][k], v) for k, v in discriminators.items())
+    for tag in ("train/g_loss", "train/d_loss", "train/fm"):
+        values = scalars(exp, tag)
+        assert len(values) == 3 and np.isfinite(values).all(), tag
+    # The export carries on: the fine-tuned codec (same architecture) and its trained discriminators.
+    codec = load(out, kind="codec")
+    assert codec.codebook_size == 64 and codec.extra["init_from"] == str(folder)
+    config_after, after = load_discriminators(out)
+    assert config_after == load_discriminators(folder)[0]
+    assert any(not torch.equal(after[k], v) for k, v in discriminators.items())  # they trained
+
+
+def test_fine_tuning_from_a_folder_without_discriminators(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    data = make_data_dir(tmp_path)
+    folder = saved_codec(tmp_path, data, with_discriminators=False)
+    other = load_file(str(saved_codec(tmp_path, data, with_discriminators=True, seed=8) / "discriminators.safetensors"))
+    seen = record_start(monkeypatch)
+    exp = tmp_path / "exp"
+    train(config(data, exp, f"init_from={folder}", "trainer.max_steps=2", "codec.optim.disc_start_step=0"))
+    assert "discriminators start afresh" in capsys.readouterr().out
+    generator = load_file(str(folder / "model.safetensors"))
+    assert all(torch.equal(seen["generator"][k], v) for k, v in generator.items())
+    assert seen["discriminator"].keys() == other.keys()  # built from codec.discriminators, fresh weights
+    assert all(np.isfinite(scalars(exp, tag)).all() for tag in ("train/g_loss", "train/d_loss"))
+
+
+def test_fine_tuning_refuses_another_codec(tmp_path):
+    from voxtok.errors import BadConfigError
+    from voxtok.recipes.train_codec import start_from
+
+    data = make_data_dir(tmp_path)
+    folder = saved_codec(tmp_path, data, with_discriminators=False)
+    with pytest.raises(BadConfigError, match="init_from holds a codec 'wavtokenizer', but codec.name is 'dmcodec'"):
+        start_from(folder, {"name": "dmcodec", "model": {}})
+    with pytest.raises(BadConfigError, match="not a checkpoint folder"):
+        start_from(tmp_path / "nowhere", {"name": "wavtokenizer", "model": {}})
+
+
+def test_fine_tuning_from_a_converted_wavtokenizer_checkpoint(tmp_path, monkeypatch):
+    """The reference layouts of tests/fixtures/wavtokenizer_ref (generator) and wavtokenizer_disc
+    (discriminators) in one Lightning checkpoint -> `voxtok convert wavtokenizer` -> a few GAN steps."""
+    from safetensors.torch import load_file
+
+    from voxtok.codecs.gan_checkpoint import load_discriminators
+    from voxtok.convert.wavtokenizer import convert_wavtokenizer
+
+    fixtures = ROOT / "tests" / "fixtures"
+    generator = torch.load(fixtures / "wavtokenizer_ref" / "model.ckpt", weights_only=True)["state_dict"]
+    discriminators = torch.load(fixtures / "wavtokenizer_disc" / "state_dict.pt", weights_only=True)
+    torch.save({"state_dict": {**generator, **discriminators}}, tmp_path / "reference.ckpt")
+    folder = convert_wavtokenizer(fixtures / "wavtokenizer_ref" / "config.yaml", tmp_path / "reference.ckpt",
+                                  tmp_path / "converted", log=lambda line: None)
+    disc_config, disc_state = load_discriminators(folder)
+    assert disc_config["names"] == ["mpd", "mrd", "dac"]
+    data = make_data_dir(tmp_path)
+    seen = record_start(monkeypatch)
+    exp = tmp_path / "exp"
+    train(config(data, exp, f"init_from={folder}", "trainer.max_steps=2", "codec.optim.disc_start_step=0"))
+    assert all(torch.equal(seen["generator"][k], v) for k, v in load_file(str(folder / "model.safetensors")).items())
+    assert all(torch.equal(seen["discriminator"][k], v) for k, v in disc_state.items())
+    assert all(np.isfinite(scalars(exp, tag)).all() for tag in ("train/g_loss", "train/d_loss", "train/fm"))

@@ -1,4 +1,4 @@
-"""Discriminators (MPD, MSD, MRD, multi-band complex STFT) and GAN/reconstruction losses."""
+"""Discriminators (MPD, MSD, MRD, multi-band complex STFT, DAC) and GAN/reconstruction losses, per family too."""
 
 from __future__ import annotations
 
@@ -276,3 +276,154 @@ def test_waveform_l1_ignores_padding():
     assert waveform_l1_loss(pred, target).item() == pytest.approx((4 + 6 * 9 + 4 * 9) / 20.0)
     with pytest.raises(ValueError):
         waveform_l1_loss(pred, target[..., :5])
+
+
+# ----------------------------------------------------------------------------- reference variants
+
+
+def test_dac_discriminator_runs_mpd_and_band_branches_on_one_input():
+    disc = build_discriminators(["dac"], dac={"channels": 2, "period_channels": 2, "period_max_channels": 8})
+    assert disc.num_subdiscriminators == 8
+    logits, features = disc(noise(2, 6000))
+    assert [len(f) for f in features] == [5] * 5 + [25] * 3  # DAC matches hidden maps only
+    # DAC's MPD pads a whole period when p divides T: 6000 / 2 = 3000 rows + 1, then a stride-3 conv.
+    rows = 6000 // 2 + 1
+    assert features[0][0].shape[2] == (rows - 1) // 3 + 1
+    plain = build_discriminators(["mbd"], mbd=SMALL["mbd"])  # the band branches alone, keys unchanged
+    assert plain.num_subdiscriminators == 3
+    assert "discriminators.mbd.discriminators.0.band_convs.0.0.parametrizations.weight.original1" in plain.state_dict()
+
+
+def test_mpd_feature_options_list_the_vocos_maps():
+    disc = MultiPeriodDiscriminator(periods=(2,), **SMALL["mpd"], first_feature_layer=1, features_with_output=True)
+    logits, features = disc(noise(1, 4000))
+    assert len(features[0]) == 5  # layers 2..5 + the output map
+    assert torch.equal(features[0][-1].flatten(1), logits[0])
+    with pytest.raises(BadConfigError, match="first_feature_layer"):
+        MultiPeriodDiscriminator(first_feature_layer=9)
+
+
+def test_vocos_mrd_layers_and_rectangular_window():
+    disc = MultiResolutionSTFTDiscriminator(((512, 128, 512),), channels=4, layers="vocos", window="rect",
+                                            features_with_output=True)
+    stft = disc.discriminators[0].stft
+    assert torch.equal(stft.window, torch.ones(512))
+    logits, features = disc(noise(2, 8000))
+    freq, frames = 257, 8000 // 128 + 1
+    for stride_f, stride_t in ((2, 2), (2, 1), (2, 2), (2, 1), (2, 2)):  # kernels padded to keep "same" size
+        freq, frames = (freq - 1) // stride_f + 1, (frames - 1) // stride_t + 1
+    assert features[0][4].shape == (2, 4, freq, frames) and len(features[0]) == 6
+    with pytest.raises(BadConfigError, match="unknown MRD layers"):
+        MultiResolutionSTFTDiscriminator(layers="hifigan")
+    with pytest.raises(BadConfigError, match="unknown STFT window"):
+        MultiResolutionSTFTDiscriminator(window="hamming")
+
+
+def test_bandwidth_conditioning_starts_neutral_and_reaches_only_conditioned_members():
+    combo = build_discriminators(["mpd", "mrd"], mpd={"periods": (3,), **SMALL["mpd"], "num_embeddings": 4},
+                                 mrd={"resolutions": ((256, 64, 256),), "channels": 4})
+    assert combo.conditioning == {"mpd": 4}
+    wav = noise(2, 3000)
+    plain = combo(wav)[0]
+    assert all(torch.equal(a, b) for a, b in zip(plain, combo(wav, 3)[0]))  # zero-initialised table
+    with torch.no_grad():
+        combo.discriminators["mpd"].discriminators[0].emb.weight.normal_()
+    moved = combo(wav, torch.tensor([1]))[0]
+    assert not torch.equal(moved[0], plain[0]) and torch.equal(moved[1], plain[1])
+    per_item = combo(wav, torch.tensor([1, 1]))[0]
+    assert torch.allclose(per_item[0], moved[0])
+
+
+def test_loss_reductions():
+    real, fake = [torch.ones(1, 2), -torch.ones(1, 2)], [torch.zeros(1, 2), torch.zeros(1, 2)]
+    mean, parts = hinge_discriminator_loss(real, fake)
+    total, _ = hinge_discriminator_loss(real, fake, reduction="sum")
+    assert total.item() == pytest.approx(sum(p.item() for p in parts)) == pytest.approx(2 * mean.item())
+    assert lsgan_generator_loss(fake, "sum")[0].item() == pytest.approx(2.0)
+    feats = [[torch.zeros(1, 2)], [torch.ones(1, 2)]]
+    assert feature_matching_loss(feats, [[torch.ones(1, 2)], [torch.ones(1, 2)]], reduction="sum")[0].item() == 1.0
+    with pytest.raises(BadConfigError, match="reduction"):
+        hinge_generator_loss(fake, "max")
+
+
+def test_family_losses_pool_like_the_old_mean_and_weigh_per_family():
+    from voxtok.codecs.modules.losses import FamilyLoss, family_discriminator_loss, family_generator_losses
+
+    torch.manual_seed(3)
+    real = [torch.randn(2, 5) for _ in range(4)]
+    fake = [torch.randn(2, 5) for _ in range(4)]
+    feats_r = [[torch.randn(2, 3)] for _ in range(4)]
+    feats_f = [[torch.randn(2, 3)] for _ in range(4)]
+    pooled = {"all": FamilyLoss("hinge")}
+    d, _ = family_discriminator_loss(pooled, {"all": real}, {"all": fake})
+    assert torch.equal(d, hinge_discriminator_loss(real, fake)[0])
+    families = {"a": FamilyLoss("hinge"), "b": FamilyLoss("lsgan", weight=0.5, reduction="sum",
+                                                          feature_matching_reduction="sum")}
+    split = lambda v: {"a": v[:1], "b": v[1:]}  # noqa: E731
+    d, parts = family_discriminator_loss(families, split(real), split(fake))
+    want_b = lsgan_discriminator_loss(real[1:], fake[1:], "sum")[0]
+    assert torch.allclose(parts["b"], want_b)
+    assert torch.allclose(d, hinge_discriminator_loss(real[:1], fake[:1])[0] + 0.5 * want_b)
+    adv, fm, parts = family_generator_losses(families, split(fake), split(feats_r), split(feats_f))
+    assert torch.allclose(adv, hinge_generator_loss(fake[:1])[0] + 0.5 * lsgan_generator_loss(fake[1:], "sum")[0])
+    assert torch.allclose(fm, feature_matching_loss(feats_r[:1], feats_f[:1])[0]
+                          + 0.5 * feature_matching_loss(feats_r[1:], feats_f[1:], reduction="sum")[0])
+
+
+def test_loss_families_config_is_strict():
+    from voxtok.codecs.gan_config import read_gan_config
+
+    base = {"discriminators": {"names": ["mpd", "mrd"]}, "optim": {"lr": 1e-3},
+            "loss": {"mel": {"weight": 1.0}, "families": {"mrd": {"weight": 0.1}}}}
+    gan = read_gan_config(base, (), "codec")
+    assert gan.families["mrd"].weight == 0.1 and gan.families["mpd"].reduction == "mean"  # defaults fill in
+    assert read_gan_config({**base, "loss": {"mel": {"weight": 1.0}}}, ()).loss_families().keys() == {"all"}
+    for families, key in (({"msd": {}}, "codec.loss.families.msd"),
+                          ({"mpd": {"weigth": 1.0}}, "codec.loss.families.mpd.weigth"),
+                          ({"mpd": {"reduction": "max"}}, "codec.loss.families.mpd.reduction"),
+                          ({"mpd": {"adversarial": "wgan"}}, "codec.loss.families.mpd.adversarial"),
+                          ({"mpd": {"weight": -1}}, "codec.loss.families.mpd.weight")):
+        with pytest.raises(BadConfigError, match=key.replace(".", r"\.")):
+            read_gan_config({**base, "loss": {"mel": {"weight": 1.0}, "families": families}}, (), "codec")
+
+
+def test_gan_module_logs_and_sums_the_families():
+    from voxtok.codecs.gan_trainer import GANModule
+    from voxtok.codecs.modules.outputs import GeneratorOutput
+
+    class Generator(torch.nn.Module):
+        loss_names = ()
+        bandwidth_id = 2
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def training_forward(self, wav, lengths, step=0):
+            return GeneratorOutput(wav * self.scale)
+
+    cfg = {"discriminators": {"names": ["mpd", "dac"],
+                              "options": {"mpd": {"periods": [2], **SMALL["mpd"], "num_embeddings": 3},
+                                          "dac": {"periods": [3], "window_lengths": [256], "channels": 2,
+                                                  "period_channels": 2, "period_max_channels": 8}}},
+           "loss": {"mel": {"weight": 1.0, "n_ffts": [256], "n_mels": 20},
+                    "families": {"dac": {"adversarial": "lsgan", "reduction": "sum",
+                                         "feature_matching_reduction": "sum"}}},
+           "optim": {"lr": 1e-3, "fused": False}}
+    module = GANModule(Generator(), cfg, max_steps=1, sample_rate=16000, where="codec")
+    assert module.bandwidth_id == 2
+    logged = {}
+    module.log_dict = lambda values, **kw: logged.update(values)
+    module.log = lambda *a, **kw: None
+    opt = torch.optim.SGD(module.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    module.optimizers, module.lr_schedulers = (lambda: [opt, opt]), (lambda: [sched, sched])  # no Trainer needed
+    module.manual_backward = lambda loss: loss.backward()
+    module.clip_gradients = lambda *a, **kw: None
+    module.training_step({"wav": noise(1, 4000), "lengths": torch.tensor([4000])}, 0)
+    for kind in ("d_loss", "g_adv", "fm"):
+        assert logged[f"train/{kind}"] == pytest.approx(logged[f"train/{kind}_mpd"] + logged[f"train/{kind}_dac"],
+                                                        rel=1e-5)
+    cfg["discriminators"]["options"]["mpd"]["num_embeddings"] = 2
+    with pytest.raises(BadConfigError, match="bandwidth_id 2 is outside"):
+        GANModule(Generator(), cfg, max_steps=1, sample_rate=16000, where="codec")

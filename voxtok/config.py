@@ -111,3 +111,13 @@ def check_weights(weights: Mapping[str, Any] | None, allowed: Iterable[str], whe
         return {name: float(value) for name, value in weights.items()}
     except (TypeError, ValueError) as err:
         raise BadConfigError(f"config '{where}' must map loss names to numbers ({err})") from None
+
+
+def plain_data(value: Any) -> Any:
+    """A config value as plain YAML data (mappings -> dicts with str keys, tuples -> lists), so that
+    what is saved reads back equal and configs from code compare equal to configs from files."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value

@@ -16,6 +16,7 @@ seed=0             # corpus/model seed
 data_dir=data      # where the Kaldi data dirs go: <data_dir>/{train,dev,test}
 codec=wavtokenizer  # codec to train and tokenize with (stage 1-3)
 codec_config=""    # configs/codec/<name>.yaml (default: <codec>_tiny with --mini, else the paper size)
+codec_init=""      # fine-tune the codec from this VoxTok / converted checkpoint folder (train_codec init_from)
 train_args=""      # extra Hydra overrides for every training stage, e.g. "trainer.max_steps=10"
 data_args=""       # extra Hydra overrides for stage 0, e.g. "data.num_speakers=8 data.utts_per_speaker=4"
 smoke=false        # true (implies --mini): a tiny corpus and a few updates per model (CI)
@@ -47,6 +48,7 @@ Options:
   --data_dir DIR     Kaldi data dirs (default $data_dir)
   --codec NAME       acoustic codec to train, tokenize and benchmark (default $codec)
   --codec_config C   codec config name (default: <codec>_tiny with --mini, else paper size)
+  --codec_init DIR   stage 2 fine-tunes from this codec folder (e.g. from \`voxtok convert wavtokenizer\`)
   --train_args ARGS  extra Hydra overrides for training stages
   --data_args ARGS   extra Hydra overrides for the corpus/data stage
   --*_budget T       wall-clock cap of a training stage with --mini (DD:HH:MM:SS)
@@ -121,6 +123,8 @@ budget() {
   echo "$trainer $cap $train_args"
 }
 codec_exp=$exp/codec_$codec
+codec_init_args=""
+[ -n "$codec_init" ] && codec_init_args="init_from=$codec_init"
 s3_exp=$exp/s3
 tts_exp=$exp/tts
 synth_args="max_utts=$synth_utts"
@@ -169,7 +173,7 @@ run_stage 1 speakers python -m voxtok.recipes.speaker_embeddings data_dir="$data
 
 # shellcheck disable=SC2016
 pair 'run_stage 2 codec python -m voxtok.recipes.train_codec codec="$codec_config" $(budget codec) \
-        train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp"' \
+        train_dir="$data/train" valid_dir="$data/dev" exp_dir="$codec_exp" $codec_init_args' \
      'run_stage 3 s3 python -m voxtok.recipes.train_s3 codec="$s3_config" $(budget s3) \
         train_dir="$data/train" valid_dir="$data/dev" exp_dir="$s3_exp"'
 

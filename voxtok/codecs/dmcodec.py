@@ -16,6 +16,9 @@ Config (the `model:` block of configs/codec/dmcodec_*.yaml, rvq_tiny.yaml):
                layer: 1-based RVQ layer; frame_loss: d_axis | t_axis | null = no frame-level loss)
     shared_head: false   true = ONE projection scored against every teacher, as the DM-Codec
                repository trains it (its `transform`); the teachers must then share dim and layer
+    framing: right_context | reference   how encode() reads the end of a signal (default
+               right_context; `voxtok convert speechtokenizer/dmcodec` write reference, the
+               published code's framing; see voxtok.codecs.autoencoder)
 
 Training losses (unweighted; the trainer's `loss.aux` weights them): commit (mean over the RVQ
 layers used, as SpeechTokenizer), codebook, distill_lm, distill_sm.
@@ -123,7 +126,8 @@ class DMCodec(AutoencoderCodec):
     """SpeechTokenizer-style RVQ codec with optional LM / speech-model distillation heads."""
 
     # Keys of the `model:` block; subclasses that read more extend it.
-    model_keys: tuple[str, ...] = ("sample_rate", "encoder", "decoder", "quantizer", "distill", "shared_head")
+    model_keys: tuple[str, ...] = ("sample_rate", "encoder", "decoder", "quantizer", "distill", "shared_head",
+                                   "framing")
     quantizer: ResidualVQ
 
     def __init__(self, config: dict[str, Any]):
@@ -140,8 +144,11 @@ class DMCodec(AutoencoderCodec):
             raise BadConfigError(f"decoder (dimension {self.decoder.dimension}, hop {self.decoder.hop_length}) "
                                  f"does not mirror the encoder (dimension {dim}, hop {self.hop_length})")
         self.init_quantizer(cfg["quantizer"], kinds=("rvq",), why=" (dmcodec distillation reads the RVQ layers)")
+        self.set_framing(cfg.get("framing", "right_context"))
         self.targets = parse_distill(cfg.get("distill"), self.n_q)
-        self.shared_head = bool(cfg.get("shared_head", False))
+        self.shared_head = cfg.get("shared_head", False)
+        if not isinstance(self.shared_head, bool):
+            raise BadConfigError(f"config '{MODEL}.shared_head' must be true or false, got {self.shared_head!r}")
         self.heads = nn.ModuleDict({name: nn.Linear(dim, t.dim) for name, t in head_targets(
             self.targets, self.shared_head).items()})
 

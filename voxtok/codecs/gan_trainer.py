@@ -6,7 +6,10 @@ those losses, which `loss.aux` may weight); batch entries other than utts / wav 
 teacher features for distillation) reach it as keyword arguments. The discriminators, the
 adversarial / feature-matching / mel / waveform / STOI losses and two AdamW optimisers with warmup +
 cosine schedules are set by the `discriminators`, `loss` and `optim` config blocks
-(codecs/gan_config.py reads them).
+(codecs/gan_config.py reads them). Adversarial and feature-matching terms are pooled over all
+sub-discriminators, or weighed per discriminator family with `loss.families` (WavTokenizer's
+reference weighting; see gan_config.py). Discriminators built with `num_embeddings` are conditioned
+on the generator's `bandwidth_id` (the AdaLN id WavTokenizer decodes with; 0 when it has none).
 
 Lightning counts every optimiser step in `global_step`; both optimisers step once per batch, so
 global_step = 2 x generator updates. Configs and logs speak of generator updates.
@@ -21,10 +24,10 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from voxtok.codecs.gan_config import read_gan_config
+from voxtok.codecs.gan_config import POOLED, read_gan_config
 from voxtok.codecs.modules.discriminators import build_discriminators
 from voxtok.codecs.modules.losses import (
-    MultiResolutionMelLoss, discriminator_loss, feature_matching_loss, generator_adv_loss, waveform_l1_loss,
+    MultiResolutionMelLoss, family_discriminator_loss, family_generator_losses, waveform_l1_loss,
 )
 from voxtok.codecs.modules.stoi_loss import StoiLoss
 from voxtok.errors import BadConfigError
@@ -56,9 +59,10 @@ class GANModule(L.LightningModule):
         self.max_updates = max_steps
         self.sample_rate = sample_rate
         self.discriminator = build_discriminators(gan.discriminators, **gan.discriminator_options)
+        self.families = gan.loss_families()
+        self.bandwidth_id = self._conditioning_id(generator)
         self.mel_weight = gan.mel.weight
         self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, base=gan.mel.base, **gan.mel.options)
-        self.adv_kind = gan.adversarial
         self.fm_weight = gan.feature_matching
         self.adv_weight = gan.adversarial_weight
         self.wav_weight = gan.waveform_l1
@@ -67,6 +71,26 @@ class GANModule(L.LightningModule):
         self.aux_weights = gan.aux
         self.disc_start = gan.disc_start_step
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def _conditioning_id(self, generator: torch.nn.Module) -> int | None:
+        """The bandwidth id conditioned discriminators judge with (None when none is conditioned)."""
+        tables = self.discriminator.conditioning
+        if not tables:
+            return None
+        bandwidth_id = int(getattr(generator, "bandwidth_id", 0) or 0)
+        small = {name: n for name, n in tables.items() if bandwidth_id >= n}
+        if small:
+            raise BadConfigError(f"the generator's bandwidth_id {bandwidth_id} is outside the discriminators' "
+                                 f"num_embeddings {small}")
+        return bandwidth_id
+
+    def discriminate(self, wav: torch.Tensor):
+        """(logits, features) of the discriminators for wav [B, 1, T] (see discriminators.py)."""
+        return self.discriminator(wav, self.bandwidth_id)
+
+    def by_family(self, values: list) -> dict[str, list]:
+        """A per-sub-discriminator list -> family name -> its part ({"all": values} when pooled)."""
+        return {POOLED: list(values)} if POOLED in self.families else self.discriminator.split(values)
 
     # -- optimisers
     def configure_optimizers(self):
@@ -100,10 +124,13 @@ class GANModule(L.LightningModule):
 
         d_loss = None
         if adversarial:
-            real_logits, _ = self.discriminator(wav)
-            fake_logits, _ = self.discriminator(recon.detach())
-            d_loss, _ = discriminator_loss(self.adv_kind, real_logits, fake_logits)
+            real_logits, _ = self.discriminate(wav)
+            fake_logits, _ = self.discriminate(recon.detach())
+            d_loss, parts = family_discriminator_loss(self.families, self.by_family(real_logits),
+                                                      self.by_family(fake_logits))
             logs["train/d_loss"] = float(d_loss.detach())
+            if len(parts) > 1:
+                logs.update({f"train/d_loss_{name}": float(v.detach()) for name, v in parts.items()})
         self._step(opt_d, sched_d, d_loss)
 
         mel = self.mel_loss(recon, wav, lengths)
@@ -127,12 +154,17 @@ class GANModule(L.LightningModule):
             g_loss = g_loss + self.stoi_weight * stoi_term
             logs["train/stoi_loss"] = float(stoi_term.detach())
         if adversarial:
-            _, real_feats = self.discriminator(wav)
-            fake_logits, fake_feats = self.discriminator(recon)
-            adv, _ = generator_adv_loss(self.adv_kind, fake_logits)
-            fm, _ = feature_matching_loss(real_feats, fake_feats)
+            with torch.no_grad():  # feature matching detaches the real side: no graph needed
+                _, real_feats = self.discriminate(wav)
+            fake_logits, fake_feats = self.discriminate(recon)
+            adv, fm, parts = family_generator_losses(self.families, self.by_family(fake_logits),
+                                                     self.by_family(real_feats), self.by_family(fake_feats))
             g_loss = g_loss + self.adv_weight * adv + self.fm_weight * fm
             logs.update({"train/g_adv": float(adv.detach()), "train/fm": float(fm.detach())})
+            if len(parts) > 1:
+                for name, (adv_part, fm_part) in parts.items():
+                    logs[f"train/g_adv_{name}"] = float(adv_part.detach())
+                    logs[f"train/fm_{name}"] = float(fm_part.detach())
         self._step(opt_g, sched_g, g_loss)
         self.updates += 1
 

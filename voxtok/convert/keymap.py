@@ -14,7 +14,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
@@ -109,3 +109,11 @@ def load_mapped(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
         raise BadConfigError(f"checkpoint does not fit {what} ({'; '.join(p for p in parts if p)}); the file has "
                              f"{describe(original if original is not None else state)}", source)
     module.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def source_note(kind: str, config_path: str | os.PathLike, checkpoint_path: str | os.PathLike) -> dict[str, Any]:
+    """metadata.json `extra` entry saying which published files a folder was converted from."""
+    from voxtok.registry import file_hash
+
+    return {"converted_from": {"kind": kind, "config": Path(config_path).name, "checkpoint": Path(checkpoint_path).name,
+                               "checkpoint_hash": file_hash(checkpoint_path)}}

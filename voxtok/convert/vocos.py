@@ -132,7 +132,7 @@ def convert_vocos(config: str | os.PathLike, checkpoint: str | os.PathLike, out:
     Returns `out`. Any mismatch is a one-line BadConfigError and nothing is written.
     """
     from voxtok.convert.keymap import load_mapped, read_state_dict, rename
-    from voxtok.convert.speechtokenizer import source_note
+    from voxtok.convert.keymap import source_note
     from voxtok.tts.vocoder import MelVocoder
 
     out = Path(out)

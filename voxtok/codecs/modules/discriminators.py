@@ -5,15 +5,24 @@ Every discriminator here maps a batch of waveforms [B, 1, T] to
     (logits, features)
     logits:   list[Tensor], one [B, N_k] score map per sub-discriminator k (flattened, so losses
               never depend on the sub-discriminator's layout);
-    features: list[list[Tensor]], for each sub-discriminator the activations of its hidden layers
-              (the logits themselves are not repeated here), used by feature matching.
+    features: list[list[Tensor]], for each sub-discriminator the maps feature matching compares:
+              the activations of its hidden layers (by default; the logits are not repeated), or
+              the maps the reference implementation lists (`first_feature_layer`,
+              `features_with_output`: Vocos / WavTokenizer also match the output map).
 
 Families (the published sizes are the defaults):
 - `MultiPeriodDiscriminator`  HiFi-GAN MPD: the waveform folded into [T/p, p] for several primes p.
 - `MultiScaleDiscriminator`   HiFi-GAN / MelGAN MSD: grouped 1-D convs on average-pooled copies.
-- `MultiResolutionSTFTDiscriminator`  UnivNet / Vocos MRD: 2-D convs on STFT magnitudes.
+- `MultiResolutionSTFTDiscriminator`  UnivNet / Vocos MRD: 2-D convs on STFT magnitudes
+  (`layers="univnet"`, the default, or `"vocos"`: Vocos' and WavTokenizer's stack).
 - `MultiBandComplexSTFTDiscriminator` DAC: 2-D convs on the complex STFT (real/imag channels),
   one conv stack per frequency band, merged before the output layer.
+- `DACDiscriminator`          DAC's whole discriminator as WavTokenizer trains it: MPD branches and
+  the multi-band complex STFT branches on one normalised input, rectangular STFT window.
+
+MPD and MRD take an optional `num_embeddings`: a projection-discriminator term conditioned on a
+bandwidth id (Vocos / WavTokenizer), `forward(wav, bandwidth_id)`; `CombinedDiscriminator` hands
+the id to the members that are conditioned.
 """
 
 from __future__ import annotations
@@ -40,13 +49,34 @@ def _check_wav(wav: torch.Tensor) -> torch.Tensor:
     return wav
 
 
-def _collect(subs: Sequence[nn.Module], wav: torch.Tensor) -> Output:
+def _collect(subs: Sequence[nn.Module], wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None) -> Output:
     logits, features = [], []
     for sub in subs:
-        score, feats = sub(wav)
+        score, feats = sub(wav) if bandwidth_id is None else sub(wav, bandwidth_id)
         logits.append(score)
         features.append(feats)
     return logits, features
+
+
+def _bandwidth_embedding(num_embeddings: int | None, channels: int) -> nn.Embedding | None:
+    """The conditioning table of a projection discriminator, zero-initialised so that training
+    starts from the unconditioned discriminator (as Vocos does)."""
+    if num_embeddings is None:
+        return None
+    if num_embeddings < 1:
+        raise BadConfigError(f"discriminator num_embeddings must be >= 1, got {num_embeddings}")
+    emb = nn.Embedding(num_embeddings, channels)
+    nn.init.zeros_(emb.weight)
+    return emb
+
+
+def _projection(emb: nn.Embedding | None, x: torch.Tensor, bandwidth_id: torch.Tensor | int | None):
+    """Projection-discriminator term <emb(id), x> over channels: x [B, C, H, W] -> [B, 1, H, W]
+    (0 when unconditioned). `bandwidth_id`: an int or a tensor of one id or one per item."""
+    if emb is None or bandwidth_id is None:
+        return 0
+    ids = torch.as_tensor(bandwidth_id, device=x.device).reshape(-1)
+    return (emb(ids)[:, :, None, None] * x).sum(dim=1, keepdim=True)
 
 
 # ----------------------------------------------------------------------------- multi-period
@@ -59,14 +89,25 @@ class PeriodDiscriminator(nn.Module):
     on its own; this exposes periodic structure that 1-D convs on raw audio miss.
     Channels grow x4 per strided layer from `channels` up to `max_channels`
     (32, 128, 512, 1024, then 1024 unstrided, as in HiFi-GAN).
+
+    Reference variants: `num_embeddings` adds Vocos' bandwidth-id projection term to the output;
+    `first_feature_layer=1` and `features_with_output=True` list the maps Vocos' MPD feature-matches
+    (layers 2..5 and the output); `pad_whole_period=True` pads p samples when p divides T, as DAC's
+    MPD does (its fold then has one row more).
     """
 
     def __init__(self, period: int, channels: int = 32, max_channels: int = 1024,
-                 num_strided: int = 4, kernel_size: int = 5, stride: int = 3):
+                 num_strided: int = 4, kernel_size: int = 5, stride: int = 3, num_embeddings: int | None = None,
+                 first_feature_layer: int = 0, features_with_output: bool = False, pad_whole_period: bool = False):
         super().__init__()
         if period < 1:
             raise BadConfigError(f"MPD period must be >= 1, got {period}")
+        if not 0 <= first_feature_layer <= num_strided:
+            raise BadConfigError(f"MPD first_feature_layer must be in 0..{num_strided}, got {first_feature_layer}")
         self.period = period
+        self.first_feature_layer = first_feature_layer
+        self.features_with_output = features_with_output
+        self.pad_whole_period = pad_whole_period
         widths = [min(channels * 4 ** i, max_channels) for i in range(num_strided)]
         pad = (kernel_size // 2, 0)
         layers, in_ch = [], 1
@@ -75,34 +116,47 @@ class PeriodDiscriminator(nn.Module):
             in_ch = out_ch
         layers.append(weight_norm(nn.Conv2d(in_ch, widths[-1], (kernel_size, 1), 1, pad)))
         self.convs = nn.ModuleList(layers)
+        self.emb = _bandwidth_embedding(num_embeddings, widths[-1])
         self.conv_post = weight_norm(nn.Conv2d(widths[-1], 1, (3, 1), 1, (1, 0)))
 
-    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         b, c, t = wav.shape
-        if t % self.period:
+        pad = self.period - t % self.period
+        if pad < self.period or self.pad_whole_period:
             # Reflect rather than zero-pad so the fold does not add an artificial silent tail.
-            pad = self.period - t % self.period
             wav = F.pad(wav, (0, pad), mode="reflect" if t > pad else "replicate")
             t += pad
         x = wav.view(b, c, t // self.period, self.period)
         features = []
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        return self.conv_post(x).flatten(1), features
+            if i >= self.first_feature_layer:
+                features.append(x)
+        out = self.conv_post(x) + _projection(self.emb, x, bandwidth_id)
+        if self.features_with_output:
+            features.append(out)
+        return out.flatten(1), features
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    """HiFi-GAN MPD: wav [B, 1, T] -> one (logits [B, N], features) per period.
+    """HiFi-GAN MPD: wav [B, 1, T] (bandwidth_id: int or [1] / [B] ids when conditioned)
+    -> one (logits [B, N], features) per period.
 
-    Primes are used as periods so the branches see non-overlapping sample lattices.
+    Primes are used as periods so the branches see non-overlapping sample lattices. The other
+    options are `PeriodDiscriminator`'s (Vocos / WavTokenizer: num_embeddings=4,
+    first_feature_layer=1, features_with_output=True).
     """
 
     def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), channels: int = 32,
-                 max_channels: int = 1024):
+                 max_channels: int = 1024, num_embeddings: int | None = None, first_feature_layer: int = 0,
+                 features_with_output: bool = False):
         super().__init__()
+        self.num_embeddings = num_embeddings
         self.discriminators = nn.ModuleList(
-            PeriodDiscriminator(p, channels, max_channels) for p in periods
+            PeriodDiscriminator(p, channels, max_channels, num_embeddings=num_embeddings,
+                                first_feature_layer=first_feature_layer, features_with_output=features_with_output)
+            for p in periods
         )
 
     @property
@@ -110,8 +164,8 @@ class MultiPeriodDiscriminator(nn.Module):
         """Entries in the returned logits/features lists."""
         return len(self.discriminators)
 
-    def forward(self, wav: torch.Tensor) -> Output:
-        return _collect(self.discriminators, _check_wav(wav))
+    def forward(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None) -> Output:
+        return _collect(self.discriminators, _check_wav(wav), bandwidth_id)
 
 
 # ----------------------------------------------------------------------------- multi-scale
@@ -186,15 +240,22 @@ class MultiScaleDiscriminator(nn.Module):
 # ----------------------------------------------------------------------------- STFT magnitude
 
 
-class _STFT(nn.Module):
-    """Complex STFT of wav [B, 1, T] -> [B, n_fft//2+1, frames] with a Hann window buffer."""
+# STFT windows by config name. "rect" is what Vocos' and WavTokenizer's discriminators use
+# (torch.stft with window=None): Vocos notes that it "kind of works" there.
+WINDOWS = {"hann": torch.hann_window, "rect": torch.ones}
 
-    def __init__(self, n_fft: int, hop_length: int, win_length: int):
+
+class _STFT(nn.Module):
+    """Complex STFT of wav [B, 1, T] -> [B, n_fft//2+1, frames] with a `window` ("hann" | "rect") buffer."""
+
+    def __init__(self, n_fft: int, hop_length: int, win_length: int, window: str = "hann"):
         super().__init__()
         if win_length > n_fft or hop_length < 1:
             raise BadConfigError(f"bad STFT resolution (n_fft={n_fft}, hop={hop_length}, win={win_length})")
+        if window not in WINDOWS:
+            raise BadConfigError(f"unknown STFT window '{window}' (choose from {sorted(WINDOWS)})")
         self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+        self.register_buffer("window", WINDOWS[window](win_length), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         x = wav.squeeze(1).float()  # STFT in fp32: half-precision FFTs lose the quiet bins
@@ -204,56 +265,88 @@ class _STFT(nn.Module):
                           center=True, pad_mode=mode, return_complex=True)
 
 
+# (kernel, stride, padding) per layer of an MRD branch, on [B, C, freq, frames].
+SPECTROGRAM_LAYERS = {
+    "univnet": (((3, 9), 1, (1, 4)), ((3, 9), (1, 2), (1, 4)), ((3, 9), (1, 2), (1, 4)), ((3, 9), (1, 2), (1, 4)),
+                ((3, 3), 1, (1, 1))),
+    "vocos": (((7, 5), (2, 2), (3, 2)), ((5, 3), (2, 1), (2, 1)), ((5, 3), (2, 2), (2, 1)), (3, (2, 1), 1),
+              (3, (2, 2), 1)),
+}
+
+
 class SpectrogramDiscriminator(nn.Module):
     """One MRD branch: wav [B, 1, T] -> (logits [B, N], features) from the STFT magnitude.
 
-    The magnitude is laid out [B, 1, freq, frames]; kernels are 3 bins x 9 frames and strides
-    halve the frame axis only, so frequency resolution is kept through the stack (UnivNet).
+    The magnitude is laid out [B, 1, freq, frames]. `layers` picks the conv stack (SPECTROGRAM_LAYERS):
+    "univnet" (kernels 3 bins x 9 frames, strides halving the frame axis only, so frequency
+    resolution is kept through the stack) or "vocos" (Vocos / WavTokenizer: 64 channels there,
+    kernels (7, 5), (5, 3), (5, 3), 3, 3 that halve frequency at every layer and time at every
+    other one, with `window="rect"`). `num_embeddings` and `features_with_output` as in
+    `PeriodDiscriminator`.
     """
 
-    def __init__(self, resolution: Sequence[int], channels: int = 32):
+    def __init__(self, resolution: Sequence[int], channels: int = 32, layers: str = "univnet",
+                 window: str = "hann", num_embeddings: int | None = None, features_with_output: bool = False):
         super().__init__()
+        if layers not in SPECTROGRAM_LAYERS:
+            raise BadConfigError(f"unknown MRD layers '{layers}' (choose from {sorted(SPECTROGRAM_LAYERS)})")
         n_fft, hop, win = resolution
-        self.stft = _STFT(n_fft, hop, win)
-        self.convs = nn.ModuleList([
-            weight_norm(nn.Conv2d(1, channels, (3, 9), padding=(1, 4))),
-            *[weight_norm(nn.Conv2d(channels, channels, (3, 9), (1, 2), (1, 4))) for _ in range(3)],
-            weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))),
-        ])
+        self.stft = _STFT(n_fft, hop, win, window)
+        self.features_with_output = features_with_output
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(1 if i == 0 else channels, channels, kernel, stride, padding))
+            for i, (kernel, stride, padding) in enumerate(SPECTROGRAM_LAYERS[layers])
+        )
+        self.emb = _bandwidth_embedding(num_embeddings, channels)
         self.conv_post = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
-    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.stft(wav).abs().unsqueeze(1)
         features = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), LRELU_SLOPE)
             features.append(x)
-        return self.conv_post(x).flatten(1), features
+        out = self.conv_post(x) + _projection(self.emb, x, bandwidth_id)
+        if self.features_with_output:
+            features.append(out)
+        return out.flatten(1), features
 
 
 class MultiResolutionSTFTDiscriminator(nn.Module):
-    """UnivNet/Vocos MRD: wav [B, 1, T] -> one (logits, features) per (n_fft, hop, win).
+    """UnivNet/Vocos MRD: wav [B, 1, T] (bandwidth_id when conditioned) -> one (logits, features)
+    per (n_fft, hop, win).
 
     Several resolutions trade time against frequency detail so the generator cannot hide
-    artefacts in whichever axis a single STFT blurs.
+    artefacts in whichever axis a single STFT blurs. Options as in `SpectrogramDiscriminator`
+    (WavTokenizer: channels=64, layers="vocos", window="rect", num_embeddings=4,
+    features_with_output=True).
     """
 
     def __init__(self, resolutions: Sequence[Sequence[int]] = ((1024, 256, 1024), (2048, 512, 2048),
                                                                (512, 128, 512)),
-                 channels: int = 32):
+                 channels: int = 32, layers: str = "univnet", window: str = "hann",
+                 num_embeddings: int | None = None, features_with_output: bool = False):
         super().__init__()
-        self.discriminators = nn.ModuleList(SpectrogramDiscriminator(r, channels) for r in resolutions)
+        self.num_embeddings = num_embeddings
+        self.discriminators = nn.ModuleList(
+            SpectrogramDiscriminator(r, channels, layers, window, num_embeddings, features_with_output)
+            for r in resolutions
+        )
 
     @property
     def num_subdiscriminators(self) -> int:
         """Entries in the returned logits/features lists."""
         return len(self.discriminators)
 
-    def forward(self, wav: torch.Tensor) -> Output:
-        return _collect(self.discriminators, _check_wav(wav))
+    def forward(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None) -> Output:
+        return _collect(self.discriminators, _check_wav(wav), bandwidth_id)
 
 
 # ----------------------------------------------------------------------------- complex multi-band
+
+# DAC's frequency bands, as fractions of the Nyquist range.
+DAC_BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
 
 class BandSplitSTFTDiscriminator(nn.Module):
@@ -263,16 +356,15 @@ class BandSplitSTFTDiscriminator(nn.Module):
     each band has its own conv stack (3 frames x 9 bins, strides halving frequency), so low
     bands, where speech energy concentrates, do not share filters with the noisy top octave.
     Band outputs are concatenated along frequency and scored by one output conv. Features are
-    listed band by band, layer by layer.
+    listed band by band, layer by layer. `window`: "hann", or "rect" as WavTokenizer's copy of
+    DAC computes it (torch.stft without a window).
     """
 
     def __init__(self, window_length: int, hop_factor: float = 0.25,
-                 bands: Sequence[Sequence[float]] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5),
-                                                     (0.5, 0.75), (0.75, 1.0)),
-                 channels: int = 32):
+                 bands: Sequence[Sequence[float]] = DAC_BANDS, channels: int = 32, window: str = "hann"):
         super().__init__()
         hop = max(1, int(window_length * hop_factor))
-        self.stft = _STFT(window_length, hop, window_length)
+        self.stft = _STFT(window_length, hop, window_length, window)
         n_bins = window_length // 2 + 1
         self.bands = [(int(lo * n_bins), int(hi * n_bins)) for lo, hi in bands]
         if any(hi <= lo for lo, hi in self.bands):
@@ -301,23 +393,31 @@ class BandSplitSTFTDiscriminator(nn.Module):
         return self.conv_post(torch.cat(outs, dim=-1)).flatten(1), features
 
 
-class MultiBandComplexSTFTDiscriminator(nn.Module):
-    """DAC multi-band complex STFT discriminator: wav [B, 1, T] -> one (logits, features) per window.
+class DACDiscriminator(nn.Module):
+    """DAC's discriminator as WavTokenizer trains it: wav [B, 1, T] -> one (logits, features) per
+    period, then one per STFT window.
 
-    With `normalize_input` (DAC's default) each clip has its DC removed and is peak-normalised
-    to 0.8 first, so this discriminator judges phase/timbre rather than loudness (the mel and
-    waveform losses already constrain level). `bands` are fractions of the Nyquist range.
+    The MPD branches (`PeriodDiscriminator`, widths `period_channels` .. `period_max_channels`,
+    padding a whole period when p divides T as DAC does) and the multi-band complex STFT branches
+    (`BandSplitSTFTDiscriminator`, `channels` wide, `window`) judge the same input, which with
+    `normalize_input` (DAC's default) has its DC removed and is peak-normalised to 0.8, so the
+    discriminator judges phase/timbre rather than loudness (the mel and waveform losses already
+    constrain level). `bands` are fractions of the Nyquist range. Features are the hidden layers
+    (DAC's feature matching leaves the output maps out).
     """
 
-    def __init__(self, window_lengths: Sequence[int] = (2048, 1024, 512), hop_factor: float = 0.25,
-                 bands: Sequence[Sequence[float]] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5),
-                                                     (0.5, 0.75), (0.75, 1.0)),
-                 channels: int = 32, normalize_input: bool = True):
+    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), window_lengths: Sequence[int] = (2048, 1024, 512),
+                 hop_factor: float = 0.25, bands: Sequence[Sequence[float]] = DAC_BANDS, channels: int = 32,
+                 period_channels: int = 32, period_max_channels: int = 1024, window: str = "rect",
+                 normalize_input: bool = True):
         super().__init__()
         self.normalize_input = normalize_input
-        self.discriminators = nn.ModuleList(
-            BandSplitSTFTDiscriminator(w, hop_factor, bands, channels) for w in window_lengths
-        )
+        self.discriminators = nn.ModuleList([
+            *(PeriodDiscriminator(p, period_channels, period_max_channels, pad_whole_period=True) for p in periods),
+            *(BandSplitSTFTDiscriminator(w, hop_factor, bands, channels, window) for w in window_lengths),
+        ])
+        if not self.discriminators:
+            raise BadConfigError("the DAC discriminator needs periods or window_lengths")
 
     @property
     def num_subdiscriminators(self) -> int:
@@ -332,6 +432,17 @@ class MultiBandComplexSTFTDiscriminator(nn.Module):
         return _collect(self.discriminators, wav)
 
 
+class MultiBandComplexSTFTDiscriminator(DACDiscriminator):
+    """DAC's multi-band complex STFT discriminator alone (no MPD branches), Hann window:
+    wav [B, 1, T] -> one (logits, features) per window length; see `DACDiscriminator`."""
+
+    def __init__(self, window_lengths: Sequence[int] = (2048, 1024, 512), hop_factor: float = 0.25,
+                 bands: Sequence[Sequence[float]] = DAC_BANDS, channels: int = 32, normalize_input: bool = True,
+                 window: str = "hann"):
+        super().__init__(periods=(), window_lengths=window_lengths, hop_factor=hop_factor, bands=bands,
+                         channels=channels, window=window, normalize_input=normalize_input)
+
+
 # ----------------------------------------------------------------------------- combination
 
 
@@ -339,7 +450,8 @@ class CombinedDiscriminator(nn.Module):
     """Several multi-discriminators run on the same wav [B, 1, T]; their lists are concatenated.
 
     `discriminators` is a list or a name -> module mapping (names are used by `split`, e.g. to
-    weight the MRD terms separately as Vocos/WavTokenizer do).
+    weight the MRD terms separately as Vocos/WavTokenizer do). `forward(wav, bandwidth_id)` hands
+    the id to the members built with `num_embeddings` (the others ignore it).
     """
 
     def __init__(self, discriminators: Sequence[nn.Module] | Mapping[str, nn.Module]):
@@ -355,10 +467,17 @@ class CombinedDiscriminator(nn.Module):
         """Entries in the returned logits/features lists."""
         return sum(_count(d) for d in self.discriminators.values())
 
-    def forward(self, wav: torch.Tensor) -> Output:
+    @property
+    def conditioning(self) -> dict[str, int]:
+        """Name -> number of bandwidth ids of each member conditioned on one (empty: none is)."""
+        return {name: int(d.num_embeddings) for name, d in self.discriminators.items()
+                if getattr(d, "num_embeddings", None) is not None}
+
+    def forward(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None) -> Output:
         logits, features = [], []
-        for disc in self.discriminators.values():
-            lg, ft = disc(wav)
+        conditioned = self.conditioning
+        for name, disc in self.discriminators.items():
+            lg, ft = disc(wav, bandwidth_id) if name in conditioned else disc(wav)
             logits += lg
             features += ft
         return logits, features
@@ -385,11 +504,12 @@ DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "mrd": MultiResolutionSTFTDiscriminator,
     "mrstft": MultiResolutionSTFTDiscriminator,
     "mbd": MultiBandComplexSTFTDiscriminator,
+    "dac": DACDiscriminator,
 }
 
 
 def build_discriminators(names: Sequence[str], **kwargs: Mapping) -> CombinedDiscriminator:
-    """Build a `CombinedDiscriminator` from short names ("mpd", "msd", "mrd"/"mrstft", "mbd").
+    """Build a `CombinedDiscriminator` from short names ("mpd", "msd", "mrd"/"mrstft", "mbd", "dac").
 
     Keyword arguments are per-name option dicts, e.g.
     `build_discriminators(["mpd", "mrd"], mrd={"channels": 16})`.

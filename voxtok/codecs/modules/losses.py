@@ -3,13 +3,18 @@
 Adversarial and feature-matching losses take the outputs of `discriminators.py`: `logits` is a
 list with one tensor per sub-discriminator (any shape, [B, N] there), `features` a list of lists
 of hidden activations. They return `(total, per_subdiscriminator)`, where `total` is the MEAN over
-sub-discriminators, as Vocos and WavTokenizer use (their loss weights assume it); callers that
-want HiFi-GAN's sum can use `sum(per_subdiscriminator)`.
+sub-discriminators (`reduction="mean"`, as Vocos and WavTokenizer use for their MPD and MRD) or the
+SUM (`reduction="sum"`: HiFi-GAN, and DAC's term in WavTokenizer).
+
+`family_discriminator_loss` / `family_generator_losses` combine these per discriminator family
+(`FamilyLoss`: its adversarial kind, weight and reductions), as WavTokenizer does: hinge means over
+its MPD and MRD plus the LSGAN sum over DAC's eight sub-discriminators.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,51 +39,58 @@ def _pairs(real: Sequence, fake: Sequence) -> zip:
     return zip(real, fake)
 
 
-def _reduce(parts: list[torch.Tensor]) -> LossParts:
-    return torch.stack(parts).mean(), parts
+# How a loss over several sub-discriminators is totalled.
+REDUCTIONS = ("mean", "sum")
+
+
+def _reduce(parts: list[torch.Tensor], reduction: str = "mean") -> LossParts:
+    if reduction not in REDUCTIONS:
+        raise BadConfigError(f"unknown loss reduction '{reduction}' (choose from {list(REDUCTIONS)})")
+    stacked = torch.stack(parts)
+    return (stacked.mean() if reduction == "mean" else stacked.sum()), parts
 
 
 # ----------------------------------------------------------------------------- adversarial
 
 
-def hinge_discriminator_loss(real_logits: Logits, fake_logits: Logits) -> LossParts:
+def hinge_discriminator_loss(real_logits: Logits, fake_logits: Logits, reduction: str = "mean") -> LossParts:
     """Hinge D loss: per sub-discriminator mean(relu(1 - D(real))) + mean(relu(1 + D(fake))).
 
-    Logits are lists of [B, N] tensors. Returns (scalar mean over sub-discriminators, list of
-    scalars). Scores beyond the margin give no gradient, so D stops pushing once confident.
+    Logits are lists of [B, N] tensors. Returns (scalar mean or sum over sub-discriminators, list
+    of scalars). Scores beyond the margin give no gradient, so D stops pushing once confident.
     """
     pairs = _pairs(real_logits, fake_logits)
-    return _reduce([F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in pairs])
+    return _reduce([F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in pairs], reduction)
 
 
-def hinge_generator_loss(fake_logits: Logits) -> LossParts:
+def hinge_generator_loss(fake_logits: Logits, reduction: str = "mean") -> LossParts:
     """Hinge G loss as in Vocos/WavTokenizer: per sub-discriminator mean(relu(1 - D(fake))).
 
     (The textbook hinge G loss is -mean(D(fake)); the clamped form stops rewarding fakes the
-    discriminator already accepts.) Returns (scalar mean, list of scalars).
+    discriminator already accepts.) Returns (scalar mean or sum, list of scalars).
     """
     if not fake_logits:
         raise ValueError("no discriminator outputs given")
-    return _reduce([F.relu(1 - f).mean() for f in fake_logits])
+    return _reduce([F.relu(1 - f).mean() for f in fake_logits], reduction)
 
 
-def lsgan_discriminator_loss(real_logits: Logits, fake_logits: Logits) -> LossParts:
-    """Least-squares D loss (HiFi-GAN, SpeechTokenizer): mean((1 - D(real))^2) + mean(D(fake)^2).
+def lsgan_discriminator_loss(real_logits: Logits, fake_logits: Logits, reduction: str = "mean") -> LossParts:
+    """Least-squares D loss (HiFi-GAN, SpeechTokenizer, DAC): mean((1 - D(real))^2) + mean(D(fake)^2).
 
-    Returns (scalar mean over sub-discriminators, list of scalars).
+    Returns (scalar mean or sum over sub-discriminators, list of scalars).
     """
     pairs = _pairs(real_logits, fake_logits)
-    return _reduce([(1 - r).pow(2).mean() + f.pow(2).mean() for r, f in pairs])
+    return _reduce([(1 - r).pow(2).mean() + f.pow(2).mean() for r, f in pairs], reduction)
 
 
-def lsgan_generator_loss(fake_logits: Logits) -> LossParts:
+def lsgan_generator_loss(fake_logits: Logits, reduction: str = "mean") -> LossParts:
     """Least-squares G loss: per sub-discriminator mean((1 - D(fake))^2).
 
-    Returns (scalar mean over sub-discriminators, list of scalars).
+    Returns (scalar mean or sum over sub-discriminators, list of scalars).
     """
     if not fake_logits:
         raise ValueError("no discriminator outputs given")
-    return _reduce([(1 - f).pow(2).mean() for f in fake_logits])
+    return _reduce([(1 - f).pow(2).mean() for f in fake_logits], reduction)
 
 
 _D_LOSSES = {"hinge": hinge_discriminator_loss, "lsgan": lsgan_discriminator_loss}
@@ -91,28 +103,29 @@ def _pick(table: dict, kind: str):
     return table[kind]
 
 
-def discriminator_loss(kind: str, real_logits: Logits, fake_logits: Logits) -> LossParts:
+def discriminator_loss(kind: str, real_logits: Logits, fake_logits: Logits, reduction: str = "mean") -> LossParts:
     """Discriminator loss of `kind` ("hinge" | "lsgan"); see the functions it dispatches to."""
-    return _pick(_D_LOSSES, kind)(real_logits, fake_logits)
+    return _pick(_D_LOSSES, kind)(real_logits, fake_logits, reduction)
 
 
-def generator_adv_loss(kind: str, fake_logits: Logits) -> LossParts:
+def generator_adv_loss(kind: str, fake_logits: Logits, reduction: str = "mean") -> LossParts:
     """Generator adversarial loss of `kind` ("hinge" | "lsgan"); see the functions it dispatches to."""
-    return _pick(_G_LOSSES, kind)(fake_logits)
+    return _pick(_G_LOSSES, kind)(fake_logits, reduction)
 
 
 # ----------------------------------------------------------------------------- feature matching
 
 
 def feature_matching_loss(real_features: Features, fake_features: Features,
-                          relative: bool = False) -> LossParts:
+                          relative: bool = False, reduction: str = "mean") -> LossParts:
     """L1 between discriminator activations of real and generated audio (real side detached).
 
-    Per sub-discriminator: the SUM over its layers of mean|real - fake|; total: the mean over
-    sub-discriminators. This is the Vocos/WavTokenizer convention, which their unit feature
-    matching weight assumes (a mean over layers would shrink the term ~5x). With `relative`,
-    each layer's L1 is divided by mean|real| (EnCodec's normalisation) so layers with large
-    activations do not dominate. Returns (scalar, list of per-sub-discriminator scalars).
+    Per sub-discriminator: the SUM over its layers of mean|real - fake|; total: the mean (or with
+    `reduction="sum"` the sum) over sub-discriminators. This is the Vocos/WavTokenizer convention,
+    which their unit feature matching weight assumes (a mean over layers would shrink the term
+    ~5x). With `relative`, each layer's L1 is divided by mean|real| (EnCodec's normalisation) so
+    layers with large activations do not dominate. Returns (scalar, list of per-sub-discriminator
+    scalars).
     """
     parts = []
     for real_layers, fake_layers in _pairs(real_features, fake_features):
@@ -126,7 +139,53 @@ def feature_matching_loss(real_features: Features, fake_features: Features,
             term = F.l1_loss(f, r)
             terms.append(term / (r.abs().mean() + 1e-8) if relative else term)
         parts.append(torch.stack(terms).sum())
-    return _reduce(parts)
+    return _reduce(parts, reduction)
+
+
+# ----------------------------------------------------------------------------- per family
+
+
+@dataclass(frozen=True)
+class FamilyLoss:
+    """How one discriminator family's terms enter the GAN losses.
+
+    adversarial: "hinge" | "lsgan"; weight: multiplies the family's discriminator loss, generator
+    adversarial loss and feature matching (Vocos' `mrd_loss_coeff`); reduction /
+    feature_matching_reduction: "mean" | "sum" over the family's sub-discriminators.
+    """
+
+    adversarial: str = "hinge"
+    weight: float = 1.0
+    reduction: str = "mean"
+    feature_matching_reduction: str = "mean"
+
+
+def family_discriminator_loss(families: Mapping[str, FamilyLoss], real_logits: Mapping[str, Logits],
+                              fake_logits: Mapping[str, Logits]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """sum over families f of weight_f * D-loss_f (its kind and reduction).
+
+    Logits are split by family name (lists of [B, N] tensors). Returns (total, family -> its
+    unweighted loss).
+    """
+    parts = {name: discriminator_loss(f.adversarial, real_logits[name], fake_logits[name], f.reduction)[0]
+             for name, f in families.items()}
+    return _weighted_sum(families, parts), parts
+
+
+def family_generator_losses(families: Mapping[str, FamilyLoss], fake_logits: Mapping[str, Logits],
+                            real_features: Mapping[str, Features], fake_features: Mapping[str, Features]
+                            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """(sum_f weight_f * G-adversarial_f, sum_f weight_f * feature-matching_f, family -> its unweighted
+    (adversarial, feature matching)); inputs split by family name as in `family_discriminator_loss`."""
+    adv = {name: generator_adv_loss(f.adversarial, fake_logits[name], f.reduction)[0] for name, f in families.items()}
+    fm = {name: feature_matching_loss(real_features[name], fake_features[name],
+                                      reduction=f.feature_matching_reduction)[0]
+          for name, f in families.items()}
+    return _weighted_sum(families, adv), _weighted_sum(families, fm), {n: (adv[n], fm[n]) for n in families}
+
+
+def _weighted_sum(families: Mapping[str, FamilyLoss], parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return sum(family.weight * parts[name] for name, family in families.items())
 
 
 # ----------------------------------------------------------------------------- reconstruction
