@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 # torch 2.14.1 is a local wheel on this workplace (pip cap); torchaudio 2.11 (for the
 # EnCodec/Vocos baselines) loads beside it. The build runs on CPU and on CUDA alike.
 TORCH_SPEC ?= torch==2.14.1
-EXTRAS ?= eval,teachers,voices,demo,baselines,dev
+EXTRAS ?= eval,teachers,voices,demo,baselines,published,dev
 STAMPS := .stamps
 
 .PHONY: setup system venv test test-fast mini demo clean-stamps
@@ -28,6 +28,7 @@ $(STAMPS)/venv: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	$(PIP) install -q --no-deps descript-audio-codec==1.0.0 descript-audiotools==0.7.2  # pins protobuf<3.20
 	@mkdir -p $(STAMPS) && touch $@
 
 test: setup

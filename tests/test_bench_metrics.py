@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from voxtok.audio import resample
+from voxtok.bench import failures
 from voxtok.bench import metrics as M
 from voxtok.errors import BadAudioError, BadConfigError
 
@@ -95,7 +96,7 @@ def test_align_lengths_trims_and_removes_a_delay(speech):
 
 
 def test_unscorable_inputs_give_nan_and_a_count(speech):
-    M.reset_metric_failures()
+    failures.reset_metric_failures()
     silence = np.zeros(SR, np.float32)
     with pytest.warns(RuntimeWarning):
         assert math.isnan(M.pesq_wb(silence, silence, SR))
@@ -103,13 +104,15 @@ def test_unscorable_inputs_give_nan_and_a_count(speech):
         assert math.isnan(M.stoi(speech[:2000], speech[:2000], SR))
         assert math.isnan(M.si_sdr(silence, speech[:SR]))
         assert math.isnan(M.mel_distance(speech[:100], speech[:100], SR))
-    assert M.metric_failures() == {"pesq_wb": 1, "pesq_nb": 1, "stoi": 1, "si_sdr": 1, "mel_distance": 1}
-    M.reset_metric_failures()
-    assert M.metric_failures() == {}
+    assert failures.metric_failures() == {"pesq_wb": 1, "pesq_nb": 1, "stoi": 1, "si_sdr": 1, "mel_distance": 1}
+    failures.reset_metric_failures()
+    assert failures.metric_failures() == {}
 
 
 def test_bad_arguments_are_clear_errors(speech):
     with pytest.raises(BadConfigError, match="unknown metric"):
+        M.reconstruction_metrics(speech, speech, SR, which=("pesq_wb", "nisqa"))
+    with pytest.raises(BadConfigError, match="UTMOS needs a local checkpoint"):
         M.reconstruction_metrics(speech, speech, SR, which=("pesq_wb", "utmos"))
     with pytest.raises(BadAudioError, match="mono"):
         M.si_sdr(np.stack([speech, speech]), speech)

@@ -78,7 +78,7 @@ def test_classical_and_encodec_bitrates(tmp_path):
     assert enc.n_q == 2 and out.codes.shape == (2, 75) and out.bits == 2 * 75 * 10
     with pytest.raises(BadConfigError, match="bandwidths"):
         build_system(f"encodec:{ckpt}@bw=5")
-    with pytest.raises(BadConfigError, match="dac"):
+    with pytest.raises(BadConfigError, match="not a DAC weights file"):  # an EnCodec file given as DAC
         build_system(f"dac:{ckpt}")
 
 
@@ -141,11 +141,12 @@ def _speech(text: str, voice: str) -> np.ndarray:
     return resample(wav, sr, 24000).numpy()
 
 
-def _data_dir(root: Path, utts: list[tuple[str, str, str, str]]) -> Path:
-    """utts: (utt, speaker, voice, text) -> a Kaldi data dir of espeak-ng speech at 24 kHz."""
+def _data_dir(root: Path, utts: list[tuple[str, str, str, str]], speak=_speech, rate: int = 24000) -> Path:
+    """utts: (utt, speaker, voice, text) -> a Kaldi data dir of espeak-ng speech (`speak(text, voice)`
+    -> float [T] at `rate`; default: whole sentences at 24 kHz)."""
     root.mkdir(parents=True)
     for utt, _, voice, text in utts:
-        save_audio(root / f"{utt}.wav", _speech(text, voice), 24000)
+        save_audio(root / f"{utt}.wav", speak(text, voice), rate)
     (root / "wav.scp").write_text("".join(f"{u} {root / (u + '.wav')}\n" for u, *_ in utts))
     (root / "text").write_text("".join(f"{u} {t}\n" for u, _, _, t in utts))
     (root / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _, _ in utts))

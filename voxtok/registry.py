@@ -37,7 +37,8 @@ FORMAT_VERSION = 2
 KINDS = ("codec", "tts", "pipeline")
 # Importing these modules runs their @register decorators.
 _BUILTIN_MODULES = {
-    "codec": ("voxtok.codecs.wavtokenizer", "voxtok.codecs.dmcodec", "voxtok.codecs.fusecodec", "voxtok.codecs.s3"),
+    "codec": ("voxtok.codecs.wavtokenizer", "voxtok.codecs.dmcodec", "voxtok.codecs.fusecodec", "voxtok.codecs.s3",
+              "voxtok.bench.ssl_units"),
     "tts": ("voxtok.tts.llm", "voxtok.tts.flow", "voxtok.tts.flowomni", "voxtok.tts.vocoder"),
     "pipeline": ("voxtok.tts.cosyvoice", "voxtok.tts.flowomni_pipeline"),
 }

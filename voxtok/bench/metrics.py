@@ -7,25 +7,28 @@ trimmed to the shorter of the two, since codecs often add a few samples of paddi
 
 A metric that cannot be computed for an input (a silent reference, a clip shorter than PESQ's
 0.25 s, nothing left after STOI's silence removal) returns NaN instead of raising, and counts the
-failure in `metric_failures()`: one bad utterance must not stop a benchmark over thousands.
+failure in `voxtok.bench.failures.metric_failures()`: one bad utterance must not stop a benchmark over thousands.
+
+Besides these reference-based metrics (`METRICS`), `reconstruction_metrics` runs the non-intrusive
+quality predictors of `voxtok.bench.mos` (dnsmos: four columns; utmos) on the degraded signal alone;
+`MetricSettings` carries what some metrics need (speaker encoder, UTMOS checkpoint).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import warnings
-from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from scipy.signal import correlate, correlation_lags
 
-from voxtok.audio import SILENCE_PEAK, MelConfig, MelSpectrogram, resample
+from voxtok.audio import MelConfig, MelSpectrogram, resample
+from voxtok.bench.failures import failed, is_silent
 from voxtok.errors import BadAudioError, BadConfigError
 
-_FAILURES: Counter = Counter()
 
 # Metrics `reconstruction_metrics` computes when `which` is not given. Speaker similarity is left
 # out because it loads a neural model; ask for it by name.
@@ -61,27 +64,6 @@ def _at_rate(x: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return resample(x.astype(np.float32), sr, target_sr).numpy().astype(np.float64)
 
 
-def _failed(metric: str, reason: str) -> float:
-    """Record that `metric` could not be computed and return NaN in its place."""
-    _FAILURES[metric] += 1
-    warnings.warn(f"{metric} is NaN: {reason}", RuntimeWarning, stacklevel=3)
-    return math.nan
-
-
-def _silent(x: np.ndarray) -> bool:
-    return x.size == 0 or float(np.abs(x).max()) < SILENCE_PEAK
-
-
-def metric_failures() -> dict[str, int]:
-    """How many times each metric returned NaN since the last reset: {metric name: count}."""
-    return dict(_FAILURES)
-
-
-def reset_metric_failures() -> None:
-    """Zero the failure counts (e.g. at the start of a benchmark run)."""
-    _FAILURES.clear()
-
-
 # ----------------------------------------------------------------------------- alignment
 
 
@@ -94,7 +76,7 @@ def estimate_delay(ref, deg, sr: int, max_delay_ms: float) -> int:
     """
     ref, deg = _mono(ref, "reference"), _mono(deg, "degraded signal")
     max_lag = int(round(max_delay_ms * sr / 1000))
-    if max_lag <= 0 or _silent(ref) or _silent(deg):
+    if max_lag <= 0 or is_silent(ref) or is_silent(deg):
         return 0
     corr = correlate(deg, ref, mode="full", method="fft")
     lags = correlation_lags(len(deg), len(ref), mode="full")
@@ -131,13 +113,13 @@ def _pesq(ref, deg, sr: int, rate: int, mode: str, metric: str) -> float:
     from pesq import PesqError, pesq
 
     ref, deg = _pair(ref, deg)
-    if _silent(ref):
-        return _failed(metric, "the reference is silent")
+    if is_silent(ref):
+        return failed(metric, "the reference is silent")
     ref, deg = _at_rate(ref, sr, rate), _at_rate(deg, sr, rate)
     try:
         return float(pesq(rate, ref, deg, mode))
     except PesqError as err:  # no utterances found, or shorter than 0.25 s
-        return _failed(metric, str(err).strip("b'\""))
+        return failed(metric, str(err).strip("b'\""))
 
 
 def pesq_wb(ref, deg, sr: int) -> float:
@@ -159,15 +141,15 @@ def stoi(ref, deg, sr: int) -> float:
     from pystoi import stoi as pystoi_stoi
 
     ref, deg = _pair(ref, deg)
-    if _silent(ref):
-        return _failed("stoi", "the reference is silent")
+    if is_silent(ref):
+        return failed("stoi", "the reference is silent")
     ref, deg = _at_rate(ref, sr, 10000), _at_rate(deg, sr, 10000)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value = float(pystoi_stoi(ref, deg, 10000, extended=False))
     # pystoi warns and returns 1e-5 when too few frames survive its silence removal.
     if any("Not enough STFT frames" in str(w.message) for w in caught):
-        return _failed("stoi", "too few non-silent frames (clip too short)")
+        return failed("stoi", "too few non-silent frames (clip too short)")
     return value
 
 
@@ -180,8 +162,8 @@ def si_sdr(ref, deg) -> float:
     ref, deg = _pair(ref, deg)
     ref, deg = ref - ref.mean(), deg - deg.mean()
     ref_energy = float(np.dot(ref, ref))
-    if ref_energy <= 1e-12 or _silent(ref):
-        return _failed("si_sdr", "the reference is silent")
+    if ref_energy <= 1e-12 or is_silent(ref):
+        return failed("si_sdr", "the reference is silent")
     target = (np.dot(deg, ref) / ref_energy) * ref
     noise = deg - target
     # Relative floor: an exact copy scores ~156 dB (float64 precision) instead of overflowing.
@@ -211,52 +193,30 @@ def mel_distance(ref, deg, sr: int) -> float:
     ref, deg = _pair(ref, deg)
     mel = _mel_for_rate(sr)
     if len(ref) <= mel.config.n_fft // 2:  # centre padding reflects n_fft/2 samples
-        return _failed("mel_distance", f"clip shorter than the {mel.config.n_fft}-sample window")
+        return failed("mel_distance", f"clip shorter than the {mel.config.n_fft}-sample window")
     pair = torch.from_numpy(np.stack([ref, deg]).astype(np.float32))
     with torch.no_grad():
         logmel = mel(pair)
     return float((logmel[0] - logmel[1]).abs().mean())
 
 
-_ENCODER = None
+def speaker_similarity(ref, deg, sr: int, encoder: str = "resemblyzer") -> float:
+    """Cosine similarity (-1..1) of speaker embeddings of two mono [T] signals at `sr`.
 
+    `encoder` picks the model (`voxtok.bench.speaker_encoders`): resemblyzer d-vectors by default,
+    or wavlm:DIR (a local WavLMForXVector folder)."""
+    from voxtok.bench.speaker_encoders import speaker_embedding
 
-def _voice_encoder():
-    """resemblyzer's d-vector model, built once; its weights ship inside the package (no network)."""
-    global _ENCODER
-    if _ENCODER is None:
-        with warnings.catch_warnings():
-            # resemblyzer and webrtcvad import deprecated scipy / pkg_resources names; not ours to fix.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from resemblyzer import VoiceEncoder
-
-            _ENCODER = VoiceEncoder(device="cpu", verbose=False)
-    return _ENCODER
-
-
-def _d_vector(wav: np.ndarray, sr: int) -> np.ndarray | None:
-    """256-d d-vector of a mono signal, or None when nothing voiced is left after VAD trimming."""
-    encoder = _voice_encoder()  # first: it imports resemblyzer with its import warnings silenced
-    from resemblyzer import preprocess_wav
-
-    # resemblyzer works at 16 kHz; preprocess_wav without source_sr only normalises and trims.
-    speech = preprocess_wav(_at_rate(wav, sr, 16000).astype(np.float32))
-    if len(speech) < 1600:
-        return None
-    with torch.no_grad():
-        return np.asarray(encoder.embed_utterance(speech), dtype=np.float64)
-
-
-def speaker_similarity(ref, deg, sr: int) -> float:
-    """Cosine similarity (-1..1) of resemblyzer d-vectors of two mono [T] signals at `sr`."""
     ref, deg = _pair(ref, deg)
-    if _silent(ref) or _silent(deg):
-        return _failed("speaker_similarity", "a signal is silent")
-    a, b = _d_vector(ref, sr), _d_vector(deg, sr)
+    if is_silent(ref) or is_silent(deg):
+        return failed("speaker_similarity", "a signal is silent")
+    a, b = speaker_embedding(ref, sr, encoder), speaker_embedding(deg, sr, encoder)
     if a is None or b is None:
-        return _failed("speaker_similarity", "less than 0.1 s of speech after voice activity trimming")
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        return failed("speaker_similarity", "less than 0.1 s of speech after voice activity trimming")
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    if norms == 0:
+        return failed("speaker_similarity", "a speaker embedding is zero")
+    return float(np.dot(a, b) / norms)
 
 
 METRICS: dict[str, Callable[..., float]] = {
@@ -269,6 +229,43 @@ METRICS: dict[str, Callable[..., float]] = {
 }
 
 
+@dataclass(frozen=True)
+class MetricSettings:
+    """Choices some metrics need: the speaker encoder (`voxtok.bench.speaker_encoders` spec) and a
+    local UTMOS checkpoint (TorchScript, see `voxtok.bench.mos`)."""
+
+    speaker_encoder: str = "resemblyzer"
+    utmos_checkpoint: str | None = None
+
+    def check(self, which: Sequence[str]) -> None:
+        """One-line BadConfigError when a requested metric cannot run with these settings."""
+        from voxtok.bench.mos import check_utmos
+        from voxtok.bench.speaker_encoders import check_speaker_encoder
+
+        if "speaker_similarity" in which:
+            check_speaker_encoder(self.speaker_encoder)
+        if "utmos" in which:
+            check_utmos(self.utmos_checkpoint)
+
+
+def _quality_metrics() -> dict[str, tuple[str, ...]]:
+    from voxtok.bench.mos import QUALITY_METRICS
+
+    return {name: columns for name, (columns, _) in QUALITY_METRICS.items()}
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every metric `reconstruction_metrics` accepts: the reference-based ones (`METRICS`) and the
+    non-intrusive quality predictors (dnsmos, utmos; `voxtok.bench.mos`)."""
+    return (*METRICS, *_quality_metrics())
+
+
+def metric_columns(which: Sequence[str]) -> list[str]:
+    """The result keys the metrics `which` produce (dnsmos gives four: SIG, BAK, OVRL, P.808)."""
+    groups = _quality_metrics()
+    return [column for name in which for column in groups.get(name, (name,))]
+
+
 def reconstruction_metrics(
     ref,
     deg,
@@ -276,15 +273,28 @@ def reconstruction_metrics(
     which: Sequence[str] = DEFAULT_METRICS,
     max_delay_ms: float = 0.0,
     delay: int | None = None,
+    settings: MetricSettings | None = None,
 ) -> dict[str, float]:
-    """Several metrics of one reconstruction: {name: value}, NaN where one could not be computed.
+    """Several metrics of one reconstruction: {column: value}, NaN where one could not be computed.
 
     ref, deg: mono [T] (or [1, T]) at `sr`. The signals are aligned once with `align_lengths`
     (`delay` in samples when known, else estimated within `max_delay_ms`). `which` picks from
-    `METRICS`; by default all but speaker similarity.
+    `metric_names()`; by default all reference-based metrics but speaker similarity. The
+    non-intrusive ones (dnsmos, utmos) score `deg` alone.
     """
-    unknown = [name for name in which if name not in METRICS]
+    from voxtok.bench.mos import QUALITY_METRICS
+
+    settings = settings or MetricSettings()
+    unknown = [name for name in which if name not in metric_names()]
     if unknown:
-        raise BadConfigError(f"unknown metric(s) {unknown} (choose from {sorted(METRICS)})")
+        raise BadConfigError(f"unknown metric(s) {unknown} (choose from {sorted(metric_names())})")
     ref, deg = align_lengths(_mono(ref, "reference"), _mono(deg, "degraded signal"), sr, max_delay_ms, delay)
-    return {name: METRICS[name](ref, deg, sr) for name in which}
+    out: dict[str, float] = {}
+    for name in which:
+        if name in QUALITY_METRICS:
+            out.update(QUALITY_METRICS[name][1](deg, sr, settings))
+        elif name == "speaker_similarity":
+            out[name] = speaker_similarity(ref, deg, sr, settings.speaker_encoder)
+        else:
+            out[name] = METRICS[name](ref, deg, sr)
+    return out

@@ -11,8 +11,15 @@ number of steps (`ProbeConfig`), so differences come from the tokens.
   `min_ctc_rate` frames per second: a 25 Hz tokenizer otherwise has fewer frames than the
   characters of fast speech, and CTC cannot emit more labels than frames.
 - Speaker ID: front end -> 1-D convolutions -> mean+std pooling over valid frames -> linear
-  classifier. Trained on random crops, tested on whole held-out utterances of the same speakers
-  (`split_by_speaker`).
+  classifier (or, in the `dasb` preset, an ECAPA-TDNN with an AAM-softmax head,
+  `voxtok.bench.ecapa`). Trained on random crops, tested on whole held-out utterances of the same
+  speakers (`split_by_speaker`).
+
+Presets (`probe_preset`): `quick` (the default: small probes and fixed step budgets that run on
+2 CPU cores in minutes) and `dasb` (DASB's sizes: 1024-d embeddings and attention MLP, a 2 x 1024
+BiLSTM + CTC, an ECAPA-TDNN with 1024 channels and 192-d embeddings, batch 16, lr 1e-4, 20 ASR
+epochs and 15 speaker epochs over the training split, as DASB's LibriSpeech and VoxCeleb1 recipes).
+The report names the preset.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ ALPHABET = " 'abcdefghijklmnopqrstuvwxyz"
 class ProbeConfig:
     """Budget and sizes shared by every system (DASB: same probe for every tokenizer)."""
 
+    name: str = "quick"  # the preset these values come from (shown in the report)
     dim: int = 128  # token embedding size
     attention_hidden: int = 128  # hidden size of the attention MLP over codebooks
     lstm_hidden: int = 128
@@ -56,10 +64,54 @@ class ProbeConfig:
     speaker_crop_s: float = 3.0
     speaker_test_share: float = 0.2
     seed: int = 0
+    speaker_model: str = "conv"  # conv | ecapa (ECAPA-TDNN + AAM softmax; conv_channels wide)
+    ecapa_embedding: int = 192
+    ecapa_attention: int = 128
+    aam_margin: float = 0.2
+    aam_scale: float = 30.0
+    # With epochs set, the steps are epochs x ceil(training items / batch_size) instead of *_steps.
+    asr_epochs: int | None = None
+    speaker_epochs: int | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (for cache keys and reports)."""
         return asdict(self)
+
+    def describe(self) -> str:
+        """The preset's name, plus the fields changed from it: "dasb" or "quick (modified: asr_steps)"."""
+        base = PROBE_PRESETS.get(self.name)
+        if base is None:
+            return self.name
+        changed = [k for k, v in self.to_dict().items() if v != getattr(base, k)]
+        return self.name + (f" (modified: {', '.join(changed)})" if changed else "")
+
+    def steps(self, task: str, items: int) -> int:
+        """Training steps of the `task` ("asr" or "speaker") probe on `items` training items."""
+        epochs = self.asr_epochs if task == "asr" else self.speaker_epochs
+        if epochs is None:
+            return self.asr_steps if task == "asr" else self.speaker_steps
+        return epochs * max(1, math.ceil(items / self.batch_size))
+
+
+PROBE_PRESETS = {
+    "quick": ProbeConfig(),
+    # DASB (Mousavi et al. 2024): LibriSpeech LSTM ASR and VoxCeleb1 ECAPA-TDNN probe recipes.
+    "dasb": ProbeConfig(name="dasb", dim=1024, attention_hidden=1024, lstm_hidden=1024, lstm_layers=2,
+                        conv_channels=1024, dropout=0.2, batch_size=16, asr_lr=1e-4, speaker_lr=1e-4,
+                        speaker_model="ecapa", asr_epochs=20, speaker_epochs=15),
+}
+
+
+def probe_preset(name: str, **overrides) -> ProbeConfig:
+    """The preset `name` ("quick" or "dasb") with `overrides` applied (unknown fields are errors)."""
+    from dataclasses import fields, replace
+
+    if name not in PROBE_PRESETS:
+        raise BadConfigError(f"unknown probe preset '{name}' (choose from {sorted(PROBE_PRESETS)})")
+    unknown = sorted(set(overrides) - {f.name for f in fields(ProbeConfig)})
+    if unknown:
+        raise BadConfigError(f"unknown probe setting '{unknown[0]}'")
+    return replace(PROBE_PRESETS[name], **overrides)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -127,17 +179,31 @@ class CTCProbe(nn.Module):
 
 
 class SpeakerProbe(nn.Module):
-    """Speaker-ID probe: codes [B, Q, T] + lengths [B] -> logits [B, num_speakers]."""
+    """Speaker-ID probe: codes [B, Q, T] + lengths [B] -> logits [B, num_speakers].
+
+    `cfg.speaker_model` "conv": two convolutions, mean+std pooling, an MLP classifier; "ecapa": an
+    ECAPA-TDNN embedding and an AAM-softmax head (give `labels` in training for the margin)."""
 
     def __init__(self, n_q: int, codebook_size: int, num_speakers: int, cfg: ProbeConfig):
         super().__init__()
+        from voxtok.bench.ecapa import AAMSoftmax, ECAPATDNN
+
+        if cfg.speaker_model not in ("conv", "ecapa"):
+            raise BadConfigError(f"speaker_model must be conv or ecapa, got '{cfg.speaker_model}'")
+        self.kind = cfg.speaker_model
         self.front = TokenFrontEnd(n_q, codebook_size, cfg)
         c = cfg.conv_channels
+        if self.kind == "ecapa":
+            self.encoder = ECAPATDNN(cfg.dim, c, cfg.ecapa_embedding, cfg.ecapa_attention)
+            self.classify = AAMSoftmax(cfg.ecapa_embedding, num_speakers, cfg.aam_margin, cfg.aam_scale)
+            return
         self.convs = nn.Sequential(nn.Conv1d(cfg.dim, c, 5, padding=2), nn.ReLU(), nn.Dropout(cfg.dropout),
                                    nn.Conv1d(c, c, 5, padding=2), nn.ReLU())
         self.classify = nn.Sequential(nn.Linear(2 * c, c), nn.ReLU(), nn.Linear(c, num_speakers))
 
-    def forward(self, codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kind == "ecapa":
+            return self.classify(self.encoder(self.front(codes), lengths), labels)
         h = self.convs(self.front(codes).transpose(1, 2))  # [B, C, T]
         mask = length_mask(lengths.to(h.device), h.shape[-1]).unsqueeze(1).float()
         count = mask.sum(-1).clamp(min=1.0)
@@ -199,7 +265,7 @@ def split_by_speaker(utt2spk: dict[str, str], test_share: float, seed: int) -> t
 def train_asr_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[tuple[np.ndarray, str]],
                     n_q: int, codebook_size: int, frame_rate: float, cfg: ProbeConfig,
                     progress: bool = False) -> dict[str, float]:
-    """Train the CTC probe for `cfg.asr_steps` steps on (codes [Q, T'], transcript) pairs; test it.
+    """Train the CTC probe for `cfg.steps("asr", ...)` steps on (codes [Q, T'], transcript) pairs; test it.
 
     Returns probe_wer, probe_cer (greedy decoding on `test`) and probe_ctc_loss (mean of the
     last 10 % of training steps).
@@ -221,7 +287,8 @@ def train_asr_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[tupl
         log_probs, out_lengths = model(codes, lengths)
         return ctc(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
 
-    losses = fit_steps(model, batch_loss, cfg.asr_steps, cfg.asr_lr, clip=5.0, desc="probe asr", progress=progress)
+    losses = fit_steps(model, batch_loss, cfg.steps("asr", len(train)), cfg.asr_lr, clip=5.0, desc="probe asr",
+                       progress=progress)
     hyps = []
     with torch.no_grad():
         for start in range(0, len(test), 16):
@@ -248,7 +315,7 @@ def _crop(codes: np.ndarray, frames: int, rng: random.Random) -> np.ndarray:
 def train_speaker_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[tuple[np.ndarray, str]],
                         n_q: int, codebook_size: int, frame_rate: float, cfg: ProbeConfig,
                         progress: bool = False) -> dict[str, float]:
-    """Train the speaker-ID probe for `cfg.speaker_steps` steps on (codes [Q, T'], speaker) pairs.
+    """Train the speaker-ID probe for `cfg.steps("speaker", ...)` steps on (codes [Q, T'], speaker) pairs.
 
     Returns probe_spk_acc (accuracy on whole `test` utterances, speakers seen in training),
     probe_spk_chance (1 / number of speakers) and probe_spk_loss (mean of the last 10 % of steps).
@@ -269,10 +336,10 @@ def train_speaker_probe(train: Sequence[tuple[np.ndarray, str]], test: Sequence[
         batch = rng.sample(list(train), min(cfg.batch_size, len(train)))
         codes, lengths = pad_codes([_crop(np.asarray(c), crop, rng) for c, _ in batch])
         labels = torch.tensor([index[s] for _, s in batch])
-        return nn.functional.cross_entropy(model(codes, lengths), labels)
+        return nn.functional.cross_entropy(model(codes, lengths, labels), labels)
 
-    losses = fit_steps(model, batch_loss, cfg.speaker_steps, cfg.speaker_lr, clip=5.0, desc="probe speaker",
-                       progress=progress)
+    losses = fit_steps(model, batch_loss, cfg.steps("speaker", len(train)), cfg.speaker_lr, clip=5.0,
+                       desc="probe speaker", progress=progress)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(test), 16):

@@ -44,7 +44,9 @@ RECONSTRUCTION = (
     Column("pesq_wb", "PESQ-wb", ".2f", True), Column("pesq_nb", "PESQ-nb", ".2f", True),
     Column("stoi", "STOI", ".3f", True), Column("si_sdr", "SI-SDR dB", ".1f", True),
     Column("mel_distance", "mel dist", ".3f", False), Column("speaker_similarity", "spk sim", ".3f", True),
-    Column("wer", "WER", ".1%", False), Column("dwer", "dWER", ".1%", False), Column("dcer", "dCER", ".1%", False),
+    Column("dnsmos_sig", "DNSMOS SIG", ".2f", True), Column("dnsmos_bak", "DNSMOS BAK", ".2f", True),
+    Column("dnsmos_ovrl", "DNSMOS OVRL", ".2f", True), Column("dnsmos_p808", "DNSMOS P.808", ".2f", True),
+    Column("utmos", "UTMOS", ".2f", True), Column("wer", "WER", ".1%", False), Column("dwer", "dWER", ".1%", False), Column("dcer", "dCER", ".1%", False),
     Column("rtf_encode", "RTF enc", ".3f", False), Column("rtf_decode", "RTF dec", ".3f", False),
     Column("rtf", "RTF total", ".3f", False),
 )
@@ -62,8 +64,8 @@ DOWNSTREAM = (
 )
 ALL_COLUMNS = {c.key: c for c in (*RECONSTRUCTION, *TOKENS, *DOWNSTREAM)}
 # One table with the headline number of each part (table.md; the other tables are in report.md).
-SUMMARY = tuple(ALL_COLUMNS[k] for k in ("kbps", "tier", "pesq_wb", "stoi", "dwer", "speaker_similarity", "usage",
-                                         "probe_cer", "probe_spk_acc", "lm_bits_per_s", "swuggy"))
+SUMMARY = tuple(ALL_COLUMNS[k] for k in ("kbps", "tier", "pesq_wb", "stoi", "dnsmos_ovrl", "dwer", "speaker_similarity",
+                                         "usage", "probe_cer", "probe_spk_acc", "lm_bits_per_s", "swuggy"))
 RANKED_METRICS = ("pesq_wb", "stoi", "dwer", "speaker_similarity", "probe_wer", "probe_spk_acc", "swuggy")
 PLOTTED_METRICS = ("pesq_wb", "stoi", "dwer")
 
@@ -269,7 +271,7 @@ def _notes(rows: Sequence[dict]) -> list[str]:
 
 def _describe(meta: dict) -> list[str]:
     keys = ("test_dir", "num_test_utts", "test_hours", "train_dir", "num_train_utts", "eval_sample_rate",
-            "device", "created")
+            "probe_preset", "speaker_encoder", "device", "created")
     return [f"{k}: {meta[k]}" for k in keys if k in meta]
 
 

@@ -38,12 +38,12 @@ import torch
 
 from voxtok.atomic import atomic_write
 from voxtok.bench.lm import LMConfig
-from voxtok.bench.probes import ProbeConfig
+from voxtok.bench.probes import PROBE_PRESETS, ProbeConfig, probe_preset
 from voxtok.config import check_keys, dataclass_from_dict, require_mapping
 from voxtok.errors import BadConfigError
 
 DEFAULT_SYSTEMS = ("identity", "codec2_1200", "codec2_3200", "opus_6k", "opus_12k")
-ALL_RECON_METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance", "speaker_similarity")
+ALL_RECON_METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance", "speaker_similarity", "dnsmos")
 CACHE_VERSION = 1
 
 
@@ -71,21 +71,40 @@ class BenchConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     lm_model: LMConfig = field(default_factory=LMConfig)
     progress: bool = True
+    # speaker-similarity encoder: resemblyzer | wavlm:DIR (voxtok.bench.speaker_encoders)
+    speaker_encoder: str = "resemblyzer"
+    utmos_checkpoint: str | None = None  # TorchScript UTMOS file; needed by the utmos metric
 
     @classmethod
     def from_mapping(cls, values: dict) -> "BenchConfig":
         """Build from a plain dict (e.g. a Hydra config); `probe` and `lm_model` may be dicts.
-        Unknown keys, nested ones included, are a BadConfigError naming the key."""
+        Unknown keys, nested ones included, are a BadConfigError naming the key.
+
+        `probe_preset` (quick | dasb) picks the probe sizes; in a `probe` dict given with it, the
+        values that differ from the quick preset override the chosen one (a Hydra config lists
+        every quick value, and those must not undo the preset)."""
         values = dict(require_mapping(values, "bench"))
+        preset = values.pop("probe_preset", None)
         check_keys(values, (f.name for f in fields(cls)), "")
         for key, kind in (("probe", ProbeConfig), ("lm_model", LMConfig)):
             if isinstance(values.get(key), Mapping):
                 values[key] = dataclass_from_dict(kind, values[key], key)
+        if preset is not None:
+            given = values.get("probe", ProbeConfig()).to_dict()
+            quick = PROBE_PRESETS["quick"].to_dict()
+            changed = {k: v for k, v in given.items() if v != quick[k] and k != "name"}
+            values["probe"] = probe_preset(str(preset), **changed)
         return cls(**values)
+
+    def metric_settings(self):
+        """The choices the metrics need (`voxtok.bench.metrics.MetricSettings`)."""
+        from voxtok.bench.metrics import MetricSettings
+
+        return MetricSettings(self.speaker_encoder, self.utmos_checkpoint)
 
     def check(self) -> None:
         """Reject settings that cannot work, before any system runs."""
-        from voxtok.bench.metrics import METRICS
+        from voxtok.bench.metrics import metric_names
         from voxtok.bench.systems import parse_spec
 
         if not self.systems:
@@ -95,9 +114,12 @@ class BenchConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise BadConfigError(f"two systems are named '{dupes[0]}': give one of them name=LABEL")
-        unknown = [m for m in self.metrics if m not in METRICS]
+        unknown = [m for m in self.metrics if m not in metric_names()]
         if unknown:
-            raise BadConfigError(f"unknown metric '{unknown[0]}' (choose from {sorted(METRICS)})")
+            raise BadConfigError(f"unknown metric '{unknown[0]}' (choose from {sorted(metric_names())})")
+        self.metric_settings().check(self.metrics)
+        if any(s.kind == "ssl_kmeans" for s in specs) and not self.train_dir:
+            raise BadConfigError("ssl_kmeans systems fit their k-means on the training split: give train_dir")
         if self.nj < 1:
             raise BadConfigError(f"nj must be at least 1, got {self.nj}")
         if self.eval_sample_rate < 8000:
@@ -200,12 +222,14 @@ class Shared:
 
 def reconstruct_utterances(system, data, utts: Sequence[str], eval_sr: int, metrics: Sequence[str],
                            asr=None, reference_hyps: dict[str, str] | None = None, samples_dir: Path | None = None,
-                           num_samples: int = 0, desc: str = "", progress: bool = False, position: int = 0):
+                           num_samples: int = 0, desc: str = "", progress: bool = False, position: int = 0,
+                           settings=None):
     """Run `system` over `utts` of a DataDir and score each reconstruction at `eval_sr`.
 
     Returns (per-utterance rows, TokenSet of the test codes or None, totals dict with bits,
     seconds and encode/decode/total processing seconds). `asr` (a WhisperASR) adds the hypothesis
     "hyp"; the identity system reuses `reference_hyps` instead of transcribing the same audio again.
+    `settings` (a MetricSettings) carries the speaker encoder and UTMOS checkpoint.
     """
     from tqdm import tqdm
 
@@ -233,7 +257,7 @@ def reconstruct_utterances(system, data, utts: Sequence[str], eval_sr: int, metr
         if rt.recon is not None:
             ref = load_utterance(data, utt, eval_sr).reshape(-1)
             deg = resample(rt.recon.reshape(-1), rate, eval_sr).reshape(-1)
-            row.update(reconstruction_metrics(ref.numpy(), deg.numpy(), eval_sr, which=metrics))
+            row.update(reconstruction_metrics(ref.numpy(), deg.numpy(), eval_sr, which=metrics, settings=settings))
             if reference_hyps is not None and system.spec.kind == "identity":
                 row["hyp"] = reference_hyps[utt]
             elif asr is not None:
@@ -246,12 +270,15 @@ def reconstruct_utterances(system, data, utts: Sequence[str], eval_sr: int, metr
 
 def summarize_reconstruction(rows: Sequence[dict], totals: dict, metrics: Sequence[str]) -> dict[str, float]:
     """Means over utterances (NaNs skipped; `<metric>_failures` counts them), measured kbit/s over
-    the whole set and real-time factors (processing seconds / audio seconds)."""
+    the whole set and real-time factors (processing seconds / audio seconds). A metric with several
+    columns (dnsmos) is summarised column by column."""
+    from voxtok.bench.metrics import metric_columns
+
     audio = max(totals["seconds"], 1e-9)
     out: dict[str, float] = {"kbps": totals["bits"] / audio / 1000, "num_test_utts": len(rows),
                              "test_seconds": totals["seconds"], "rtf_encode": totals["encode"] / audio,
                              "rtf_decode": totals["decode"] / audio, "rtf": totals["total"] / audio}
-    for metric in metrics:
+    for metric in metric_columns(metrics):
         values = [r[metric] for r in rows if metric in r]
         finite = [v for v in values if not math.isnan(v)]
         if values:
@@ -270,7 +297,7 @@ def _stage_reconstruction(system, data, cfg: BenchConfig, shared: Shared, sys_di
     rows, tokens, totals = reconstruct_utterances(
         system, data, shared.test_utts, cfg.eval_sample_rate, cfg.metrics, asr,
         shared.reference_hyps if cfg.asr else None, sys_dir / "samples", cfg.num_samples,
-        f"{system.name}: test set", progress_enabled(cfg), position)
+        f"{system.name}: test set", progress_enabled(cfg), position, cfg.metric_settings())
     result = summarize_reconstruction(rows, totals, cfg.metrics if system.can_decode else [])
     hyps = [r.get("hyp") for r in rows]
     if cfg.asr and system.can_decode and all(h is not None for h in hyps):
@@ -355,6 +382,19 @@ def _stage_lm(system, cfg: BenchConfig, shared: Shared, sys_dir: Path) -> dict:
     return result
 
 
+def _metric_key(cfg: BenchConfig) -> list:
+    """What the metric settings add to the reconstruction stage's cache key (nothing at the defaults,
+    so caches made before the settings existed stay valid)."""
+    key = []
+    if "speaker_similarity" in cfg.metrics and cfg.speaker_encoder != "resemblyzer":
+        key.append(cfg.speaker_encoder)
+    if "utmos" in cfg.metrics and cfg.utmos_checkpoint:
+        from voxtok.registry import file_hash
+
+        key.append(file_hash(cfg.utmos_checkpoint))
+    return key
+
+
 def _threads(cfg: BenchConfig) -> int:
     return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.nj)
 
@@ -365,7 +405,7 @@ def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: 
     Never raises for a problem of the system: the row then has status "failed" and `error`
     ("<stage>: <one-line reason>") plus whatever stages had finished.
     """
-    from voxtok.bench.systems import build_system, parse_spec
+    from voxtok.bench.systems import SystemContext, build_system, parse_spec
     from voxtok.data.kaldi import DataDir
 
     spec = parse_spec(spec_text)
@@ -376,7 +416,8 @@ def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: 
     try:
         torch.set_num_threads(_threads(cfg))
         cache = StageCache(sys_dir / "results.json")
-        system = build_system(spec, cfg.device)
+        context = SystemContext(cfg.train_dir, shared.train_utts, shared.train_fp, Path(cfg.out_dir) / "cache" / "fitted")
+        system = build_system(spec, cfg.device, context)
         row["notes"] = system.notes()
         fp = system.fingerprint()
         test_data = DataDir.load(cfg.test_dir)
@@ -395,7 +436,8 @@ def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: 
             row.update(result)
 
         run("reconstruction",
-            (shared.test_fp, cfg.metrics, cfg.eval_sample_rate, cfg.asr, _hash(shared.reference_hyps)),
+            (shared.test_fp, cfg.metrics, cfg.eval_sample_rate, cfg.asr, _hash(shared.reference_hyps),
+             _metric_key(cfg)),
             lambda: _stage_reconstruction(system, test_data, cfg, shared, sys_dir, position),
             ["tokens_test.npz"] if system.has_tokens else [])
         if system.has_tokens and train_data is not None and (cfg.probes or cfg.lm):
@@ -454,6 +496,7 @@ def prepare_swuggy(train_data, cfg: BenchConfig) -> tuple[list[tuple[str, str]],
 
 def prepare_shared(cfg: BenchConfig) -> tuple[Shared, dict]:
     """Select utterances, fingerprint the data, transcribe the originals, build the sWUGGY set."""
+    from voxtok.bench.systems import parse_spec
     from voxtok.data.kaldi import DataDir
 
     test = DataDir.load(cfg.test_dir)
@@ -463,7 +506,8 @@ def prepare_shared(cfg: BenchConfig) -> tuple[Shared, dict]:
     test_fp = data_fingerprint(test, test_utts)
     train_utts, train_fp, pairs, audio = [], "", [], {}
     train = None
-    if cfg.train_dir and (cfg.probes or cfg.lm):
+    fitted = any(parse_spec(s).kind == "ssl_kmeans" for s in cfg.systems)  # they fit on the training split
+    if cfg.train_dir and (cfg.probes or cfg.lm or fitted):
         train = DataDir.load(cfg.train_dir)
         train_utts = _spread(train.utts, cfg.max_train_utts)
         train_fp = data_fingerprint(train, train_utts)
@@ -474,6 +518,7 @@ def prepare_shared(cfg: BenchConfig) -> tuple[Shared, dict]:
     meta = {"test_dir": str(cfg.test_dir), "num_test_utts": len(test_utts), "train_dir": cfg.train_dir,
             "num_train_utts": len(train_utts), "eval_sample_rate": cfg.eval_sample_rate, "device": cfg.device,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "probe": cfg.probe.to_dict(),
+            "probe_preset": cfg.probe.describe(), "speaker_encoder": cfg.speaker_encoder,
             "lm_model": cfg.lm_model.to_dict(), "swuggy_pairs": pairs}
     if seconds is not None:
         meta["test_hours"] = round(seconds / 3600, 3)
@@ -529,7 +574,7 @@ def _combine_per_utt(cfg: BenchConfig, rows: Sequence[dict]) -> None:
 
 def run_benchmark(cfg: BenchConfig) -> list[dict]:
     """Evaluate every system of `cfg` and write the report; returns the rows (one per system)."""
-    from voxtok.bench.metrics import reset_metric_failures
+    from voxtok.bench.failures import reset_metric_failures
     from voxtok.bench.report import write_report
 
     cfg.check()

@@ -1,17 +1,17 @@
 """The systems a benchmark compares, behind one small interface, and the spec strings that name them.
 
-Spec syntax (`parse_spec`): KIND[:PATH][@KEY=VALUE[,KEY=VALUE...]]
-    identity                       the original audio (ground truth; bitrate = its 16-bit PCM)
-    codec2_700c codec2_1200 codec2_3200 opus_6k opus_12k
-                                   classical codecs through their command-line tools
-    vtk:exp/mini/codec_wavtokenizer/model@n_q=1
-                                   a VoxTok checkpoint (`save_pretrained` folder) with its first
-                                   n_q codebooks (default all)
-    encodec:ckpt/encodec_24khz-d7cc33bc.th@bw=6
-                                   EnCodec from a local state-dict file; bw in kbit/s (default 6);
-                                   the 48 kHz model when the file name says 48khz or variant=48khz
-    dac:ckpt/weights_44khz_8kbps.pth@n_q=8
-                                   Descript Audio Codec from a local file (needs the `dac` package)
+Spec syntax (`parse_spec`): KIND[:PATH][@KEY=VALUE[,KEY=VALUE...]] (options may also be chained
+as @KEY=VALUE@KEY=VALUE). Every kind, its package and options: `KINDS` below and
+`voxtok bench run --help`. In short:
+    identity, codec2_700c codec2_1200 codec2_3200 opus_6k opus_12k
+                                   the original audio; classical codecs through their CLI tools
+    vtk:DIR@n_q=1                  a VoxTok checkpoint folder (also `voxtok convert` output)
+    encodec:FILE@bw=6  dac:FILE@n_q=8  speechtokenizer:DIR@n_q=2  snac:DIR
+                                   published checkpoints through their official packages
+    hf:DIR@n_q=8 (or @bw=6)  mimi:DIR@n_q=8
+                                   a transformers audio-codec folder (EnCodec, DAC, Mimi, X-codec)
+    ssl_kmeans:DIR@layer=6@k=500   DASB's discrete SSL units: a transformers HuBERT / WavLM /
+                                   wav2vec2 folder + k-means fitted on the training split
 Every spec also takes name=LABEL (the row name in the report).
 
 A system takes mono audio at its `input_rate` and returns a `RoundTrip`: the reconstruction (None
@@ -22,6 +22,7 @@ the input's duration, never a nominal figure.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import time
@@ -33,10 +34,41 @@ import torch
 
 from voxtok.errors import BadConfigError
 
-_SPEC = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)(?::(?P<path>.+?))?(?:@(?P<opts>[A-Za-z_]+=[^@]*))?$")
+_SPEC = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)(?::(?P<path>.+?))?(?P<opts>(?:@[A-Za-z_]+=[^@]*)+)?$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A system kind that loads a checkpoint: where its class lives, its options, its package."""
+
+    module: str
+    cls: str
+    options: frozenset[str]
+    package: str
+    loads: str
+
+
+KINDS: dict[str, Kind] = {
+    "vtk": Kind("voxtok.bench.systems", "VoxTokSystem", frozenset({"n_q"}), "voxtok",
+                "a VoxTok checkpoint folder (save_pretrained or `voxtok convert` output)"),
+    "encodec": Kind("voxtok.bench.published", "EncodecSystem", frozenset({"bw", "variant"}), "encodec",
+                    "EnCodec 24/48 kHz state-dict file (encodec_24khz-d7cc33bc.th)"),
+    "dac": Kind("voxtok.bench.published", "DACSystem", frozenset({"n_q"}), "descript-audio-codec",
+                "DAC 16/24/44 kHz weights file (weights_44khz_8kbps_0.0.1.pth)"),
+    "speechtokenizer": Kind("voxtok.bench.published", "SpeechTokenizerSystem", frozenset({"n_q"}), "speechtokenizer",
+                            "SpeechTokenizer release folder (config.json + SpeechTokenizer.pt)"),
+    "snac": Kind("voxtok.bench.published", "SnacSystem", frozenset(), "snac",
+                 "SNAC folder (config.json + pytorch_model.bin)"),
+    "hf": Kind("voxtok.bench.hf_codecs", "HFCodecSystem", frozenset({"n_q", "bw"}), "transformers",
+               "a transformers audio-codec folder: EncodecModel, DacModel, MimiModel, XcodecModel"),
+    "mimi": Kind("voxtok.bench.hf_codecs", "MimiSystem", frozenset({"n_q"}), "transformers",
+                 "Mimi (kyutai/mimi) transformers folder (config.json + model.safetensors)"),
+    "ssl_kmeans": Kind("voxtok.bench.ssl_units", "SSLUnitsSystem", frozenset({"layer", "k", "iters", "max_frames"}),
+                       "transformers", "a transformers HuBERT / WavLM / wav2vec2 folder; k-means fitted here"),
+}
 # Kinds that take a path; everything else must be a bare name.
-PATH_KINDS = ("vtk", "encodec", "dac")
+PATH_KINDS = tuple(KINDS)
 
 
 @dataclass(frozen=True)
@@ -58,7 +90,7 @@ class SystemSpec:
         path = Path(self.path)
         label = path.parent.name if path.name == "model" and path.parent.name else path.stem
         label = label.removeprefix("codec_") or self.kind
-        for key, short in (("n_q", "q"), ("bw", "bw")):
+        for key, short in (("n_q", "q"), ("bw", "bw"), ("layer", "L"), ("k", "k")):
             if key in self.options:
                 label += f"@{short}{self.options[key]}"
         return label if self.kind == "vtk" else f"{self.kind}:{label}"
@@ -85,7 +117,7 @@ def parse_spec(text: str) -> SystemSpec:
         raise BadConfigError(f"bad system spec '{text}' (expected KIND[:PATH][@key=value,...])")
     kind, path, opts = match["kind"], match["path"], match["opts"]
     options: dict[str, str] = {}
-    for item in (opts.split(",") if opts else []):
+    for item in (re.split(r"[@,]", opts.lstrip("@")) if opts else []):
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise BadConfigError(f"bad option '{item}' in system spec '{text}' (expected key=value)")
@@ -96,20 +128,52 @@ def parse_spec(text: str) -> SystemSpec:
     if (kind in PATH_KINDS) != (path is not None):
         need = "needs a path (KIND:PATH)" if kind in PATH_KINDS else "takes no path"
         raise BadConfigError(f"system '{kind}' {need}: '{text}'")
-    allowed = {"vtk": {"n_q"}, "encodec": {"bw", "variant"}, "dac": {"n_q"}}.get(kind, set()) | {"name"}
+    allowed = (KINDS[kind].options if kind in KINDS else frozenset()) | {"name"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise BadConfigError(f"system '{kind}' has no option {unknown[0]} (options: {sorted(allowed)})")
     return SystemSpec(text.strip(), kind, path, options)
 
 
-def _int_option(spec: SystemSpec, key: str) -> int | None:
+def int_option(spec: SystemSpec, key: str) -> int | None:
+    """The integer value of option `key` (None when absent); BadConfigError when not an integer."""
     if key not in spec.options:
         return None
     try:
         return int(spec.options[key])
     except ValueError:
         raise BadConfigError(f"{key} must be an integer in '{spec.text}'") from None
+
+
+def n_q_option(spec: SystemSpec, available: int) -> int:
+    """Option n_q (default: all `available` codebooks), checked to lie in 1..available."""
+    n_q = int_option(spec, "n_q")
+    n_q = available if n_q is None else n_q
+    if not 1 <= n_q <= available:
+        raise BadConfigError(f"n_q={n_q} outside 1..{available} for {spec.path}")
+    return n_q
+
+
+def fit_length(wav: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """A decoded signal [..., T'] zero-padded or cut to [..., num_samples] (the input's length)."""
+    return torch.nn.functional.pad(wav, (0, max(0, num_samples - wav.shape[-1])))[..., :num_samples]
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """`path` as a Path when it is a file, else a one-line BadConfigError naming `what`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadConfigError(f"{what} not found", path)
+    return path
+
+
+def require_package(module: str, package: str, kind: str):
+    """Import `module`, or a one-line BadConfigError saying which pip package the kind needs."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BadConfigError(f"{kind} systems need the `{module}` module (pip install {package}, or the "
+                             "voxtok `published` extra), which is not installed") from None
 
 
 @dataclass
@@ -157,7 +221,7 @@ class System:
 
     def notes(self) -> str:
         """A short remark for the report (e.g. "no decoder"), or ""."""
-        return "" if self.can_decode else "tokens only (no decoder)"
+        return "" if self.can_decode else "tokens only (no decoder): reconstruction metrics skipped"
 
     # -- token systems
     def encode(self, wav: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -240,16 +304,14 @@ class VoxTokSystem(System):
 
     has_tokens = True
 
-    def __init__(self, spec: SystemSpec, device: str = "cpu", batch_seconds: float = 60.0):
+    def __init__(self, spec: SystemSpec, device: str = "cpu", context: SystemContext | None = None,
+                 batch_seconds: float = 60.0, path: str | None = None):
         from voxtok.registry import load
 
         super().__init__(spec)
         self.device = device
-        self.codec = load(spec.path, map_location=device, kind="codec").to(device).eval()
-        n_q = _int_option(spec, "n_q")
-        self.n_q = self.codec.n_q if n_q is None else n_q
-        if not 1 <= self.n_q <= self.codec.n_q:
-            raise BadConfigError(f"n_q={self.n_q} outside 1..{self.codec.n_q} for {spec.path}")
+        self.codec = load(path or spec.path, map_location=device, kind="codec").to(device).eval()
+        self.n_q = n_q_option(spec, self.codec.n_q)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.codebook_size = self.codec.codebook_size
@@ -303,131 +365,24 @@ class VoxTokSystem(System):
         return out  # type: ignore[return-value]
 
 
-class EncodecSystem(System):
-    """Meta's EnCodec (the `encodec` package) with weights from a local state-dict file."""
+@dataclass
+class SystemContext:
+    """What a system may need besides its spec: the training split (systems fitted on it, such as
+    `ssl_kmeans`) and a folder for what they fit (cached across runs)."""
 
-    has_tokens = True
-
-    def __init__(self, spec: SystemSpec, device: str = "cpu"):
-        from encodec import EncodecModel
-
-        super().__init__(spec)
-        path = Path(spec.path)
-        if not path.is_file():
-            raise BadConfigError("EnCodec checkpoint file not found", path)
-        variant = spec.options.get("variant", "48khz" if "48khz" in path.name else "24khz")
-        builders = {"24khz": EncodecModel.encodec_model_24khz, "48khz": EncodecModel.encodec_model_48khz}
-        if variant not in builders:
-            raise BadConfigError(f"EnCodec variant must be 24khz or 48khz, got '{variant}'")
-        model = builders[variant](pretrained=False)
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (RuntimeError, KeyError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise BadConfigError(f"not an EnCodec {variant} state dict ({first})", path) from None
-        try:
-            self.bandwidth = float(spec.options.get("bw", 6))
-        except ValueError:
-            raise BadConfigError(f"bw must be a number (kbit/s) in '{spec.text}'") from None
-        if self.bandwidth not in model.target_bandwidths:
-            raise BadConfigError(f"EnCodec {variant} bandwidths are {model.target_bandwidths} kbit/s, "
-                                 f"not {self.bandwidth:g}")
-        model.set_target_bandwidth(self.bandwidth)
-        self.model = model.to(device).eval()
-        self.device = device
-        self.variant = variant
-        self.sample_rate = model.sample_rate
-        self.frame_rate = model.frame_rate
-        self.codebook_size = model.quantizer.bins
-        self.n_q = model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, self.bandwidth)
-        self._hash = _file_digest(path)
-
-    def fingerprint(self) -> str:
-        return f"encodec:{self.variant}:{self._hash}:bw={self.bandwidth:g}"
-
-    def encode(self, wav: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        x = wav.reshape(1, 1, -1).to(self.device).expand(1, self.model.channels, -1)
-        with torch.inference_mode():
-            frames = self.model.encode(x)
-        codes = torch.cat([c[0] for c, _ in frames], dim=-1).cpu()
-        # The 48 kHz model codes one-second segments, each with its loudness scale.
-        side = [(c.shape[-1], None if s is None else s.cpu()) for c, s in frames]
-        return codes, side
-
-    def decode(self, codes: torch.Tensor, side: Any, num_samples: int) -> torch.Tensor:
-        frames, start = [], 0
-        for length, scale in side:
-            chunk = codes[:, start:start + length][None].to(self.device)
-            frames.append((chunk, None if scale is None else scale.to(self.device)))
-            start += length
-        with torch.inference_mode():
-            wav = self.model.decode(frames)[0].mean(0).cpu()
-        return torch.nn.functional.pad(wav, (0, max(0, num_samples - wav.shape[-1])))[:num_samples]
-
-    def bits(self, codes: torch.Tensor, side: Any) -> float:
-        # EnCodec's own .ecdc writer stores each segment's scale as a 32-bit float.
-        scales = sum(1 for _, s in side if s is not None)
-        return codes.numel() * math.log2(self.codebook_size) + 32.0 * scales
+    train_dir: str | None = None
+    train_utts: list[str] = field(default_factory=list)
+    train_fingerprint: str = ""
+    cache_dir: Path | None = None
 
 
-class DACSystem(System):
-    """Descript Audio Codec from a local weights file (needs `pip install descript-audio-codec`)."""
-
-    has_tokens = True
-
-    def __init__(self, spec: SystemSpec, device: str = "cpu"):
-        super().__init__(spec)
-        try:
-            import dac
-        except ImportError:
-            raise BadConfigError("DAC systems need the `dac` package (pip install descript-audio-codec), "
-                                 "which is not installed") from None
-        path = Path(spec.path)
-        if not path.is_file():
-            raise BadConfigError("DAC weights file not found", path)
-        self.model = dac.DAC.load(str(path)).to(device).eval()
-        self.device = device
-        n_q = _int_option(spec, "n_q")
-        self.n_q = self.model.n_codebooks if n_q is None else n_q
-        if not 1 <= self.n_q <= self.model.n_codebooks:
-            raise BadConfigError(f"n_q={self.n_q} outside 1..{self.model.n_codebooks} for {path}")
-        self.sample_rate = int(self.model.sample_rate)
-        self.frame_rate = self.sample_rate / self.model.hop_length
-        self.codebook_size = int(self.model.codebook_size)
-        self._hash = _file_digest(path)
-
-    def fingerprint(self) -> str:
-        return f"dac:{self._hash}:n_q={self.n_q}"
-
-    def encode(self, wav: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        with torch.inference_mode():
-            x = self.model.preprocess(wav.reshape(1, 1, -1).to(self.device), self.sample_rate)
-            _, codes, *_ = self.model.encode(x, n_quantizers=self.n_q)
-        return codes[0, : self.n_q].cpu().long(), None
-
-    def decode(self, codes: torch.Tensor, side: Any, num_samples: int) -> torch.Tensor:
-        with torch.inference_mode():
-            z = self.model.quantizer.from_codes(codes[None].to(self.device))[0]
-            wav = self.model.decode(z).reshape(-1).float().cpu()
-        return torch.nn.functional.pad(wav, (0, max(0, num_samples - wav.shape[-1])))[:num_samples]
-
-
-def _file_digest(path: Path) -> str:
-    from voxtok.registry import file_hash
-
-    return file_hash(path)
-
-
-def build_system(spec: SystemSpec | str, device: str = "cpu") -> System:
-    """Instantiate the system a spec names (loads checkpoints, checks tools)."""
+def build_system(spec: SystemSpec | str, device: str = "cpu", context: SystemContext | None = None) -> System:
+    """Instantiate the system a spec names (loads checkpoints, checks tools and packages)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if spec.kind == "identity":
         return IdentitySystem(spec)
-    if spec.kind == "vtk":
-        return VoxTokSystem(spec, device)
-    if spec.kind == "encodec":
-        return EncodecSystem(spec, device)
-    if spec.kind == "dac":
-        return DACSystem(spec, device)
-    return ClassicalSystem(spec)
-
+    if spec.kind not in KINDS:
+        return ClassicalSystem(spec)
+    kind = KINDS[spec.kind]
+    cls = getattr(importlib.import_module(kind.module), kind.cls)
+    return cls(spec, device, context or SystemContext())

@@ -13,6 +13,8 @@ every system has are scored, so the rows compare the same sentences.
   papers score it. The ground-truth row is thus the same-speaker ceiling.
 - Robustness: share of sentences with skipped words (a run of >= 2 reference words missing from
   the transcript) or repeated words (an n-gram said twice in a row that the reference says once).
+- DNSMOS OVRL (P.835, 1..5; SIG/BAK/P.808 in results.csv): non-intrusive quality of the audio
+  (voxtok.bench.mos, the speechmos package's ONNX models); `dnsmos=false` skips it.
 - RTF: from the synthesis run's timing.json when the system's folder has one next to it.
 Writes out_dir/results.csv (per utterance), out_dir/table.md (means) and prints the table.
 """
@@ -70,6 +72,9 @@ def score_systems(cfg: dict) -> list[dict]:
     if not utts:
         raise BadDataDirError("the systems share no utterance that has a prompt: nothing to score")
     asr, spk = WhisperASR(cpu_threads=int(cfg.get("threads") or 1)), SpeakerEncoder()
+    quality = None
+    if cfg.get("dnsmos", True):
+        from voxtok.bench.mos import dnsmos_scores as quality
     rate = 16000
     prompt_emb = {}
     for u in utts:
@@ -89,15 +94,15 @@ def score_systems(cfg: dict) -> list[dict]:
                 sim = float("nan")
             rows.append({"system": name, "utt": u, "wer": word_error_rate([" ".join(ref)], [" ".join(hyp)]),
                          "sim": sim, "skipped": skipped_words(ref, hyp), "repeated": repeated_words(ref, hyp),
-                         "hyp": " ".join(hyp)})
+                         "hyp": " ".join(hyp), **(quality(wav.reshape(-1).numpy(), rate) if quality else {})})
         print(f"scored {name}: {len(utts)} utterances", flush=True)
     return rows
 
 
 def summarize(rows: list[dict], systems: dict[str, str]) -> str:
     """Markdown table of the means per system (WER pooled per utterance, robustness as a share)."""
-    lines = ["| system | utts | WER | speaker sim | skipped | repeated | robust | RTF |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| system | utts | WER | speaker sim | DNSMOS OVRL | skipped | repeated | robust | RTF |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, path in systems.items():
         sel = [r for r in rows if r["system"] == name]
         timing = Path(path).parent / "timing.json"
@@ -107,8 +112,10 @@ def summarize(rows: list[dict], systems: dict[str, str]) -> str:
         robust = 1 - np.mean([r["skipped"] or r["repeated"] for r in sel])
         sims = [r["sim"] for r in sel if np.isfinite(r["sim"])]
         sim = f"{np.mean(sims):.3f}" + ("" if len(sims) == len(sel) else f" ({len(sel) - len(sims)} silent)") if sims else "-"
+        mos = [r["dnsmos_ovrl"] for r in sel if np.isfinite(r.get("dnsmos_ovrl", np.nan))]
+        ovrl = f"{np.mean(mos):.2f}" if mos else "-"
         lines.append(f"| {name} | {len(sel)} | {np.mean([r['wer'] for r in sel]):.1%} | "
-                     f"{sim} | {skipped:.0%} | {repeated:.0%} | {robust:.0%} | {rtf} |")
+                     f"{sim} | {ovrl} | {skipped:.0%} | {repeated:.0%} | {robust:.0%} | {rtf} |")
     return "\n".join(lines) + "\n"
 
 
