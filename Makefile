@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 # torch 2.14.1 is a local wheel on this workplace (pip cap); torchaudio 2.11 (for the
 # EnCodec/Vocos baselines) loads beside it. The build runs on CPU and on CUDA alike.
 TORCH_SPEC ?= torch==2.14.1
-EXTRAS ?= eval,teachers,voices,demo,baselines,published,dev
+EXTRAS ?= eval,teachers,voices,demo,baselines,published,cosyvoice,dev
 STAMPS := .stamps
 
 .PHONY: setup system venv test test-fast mini demo clean-stamps

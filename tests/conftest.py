@@ -35,3 +35,11 @@ def espeak_speech(text: str, voice: str = "en-us", sample_rate: int = 16000, sec
 def speech() -> np.ndarray:
     """2 s of espeak-ng speech at 16 kHz, float32 [T], shared by the metric and baseline tests."""
     return espeak_speech("She sells sea shells by the sea shore, surely. The quick brown fox jumps.")
+
+
+def within_tolerance(audio: torch.Tensor, reference: torch.Tensor) -> float:
+    """The parity criterion of the converter tests: max |diff| <= 1e-4 x max(1, peak of `reference`);
+    `audio` is reshaped to the reference's layout (e.g. [B, 1, T] vs [B, T]). Returns the max |diff|."""
+    diff = float((audio.reshape(reference.shape) - reference).abs().max())
+    assert diff <= 1e-4 * max(1.0, float(reference.abs().max())), diff
+    return diff

@@ -60,7 +60,7 @@ def test_speaker_encoder_choices(tmp_path, speech):
     import transformers as T
 
     for bad, match in (("ecapa", "unknown speaker encoder"), ("resemblyzer:x", "takes no path"),
-                       ("wavlm", "needs a path"), ("campplus:cam.onnx", "CAM\\+\\+ speaker similarity is not wired"),
+                       ("wavlm", "needs a path"), ("campplus:cam.onnx", "CAM\\+\\+ speaker model not found"),
                        (f"wavlm:{tmp_path}", "no config.json")):
         with pytest.raises(BadConfigError, match=match):
             M.MetricSettings(speaker_encoder=bad).check(["speaker_similarity"])

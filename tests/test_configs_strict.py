@@ -309,13 +309,21 @@ def test_every_shipped_config_reads_strictly(tmp_path):
         else:
             gan_config.read_gan_config(cfg, codec.loss_names, "codec")
             dataclass_from_dict(ClipDataOptions, cfg["data"], "codec.data")
+    def hift(model):
+        from voxtok.tts.hift import HiFT
+
+        with torch.device("meta"):
+            return HiFT.from_config(model)
+
     readers = {"llm": lambda m: TextToTokenLMConfig.from_dict(m), "flow": flow.merge_config,
-               "flowomni": flowomni.merge_config, "mel_vocoder": MelVocoder}
+               "flowomni": flowomni.merge_config, "mel_vocoder": MelVocoder, "hift": hift}
     for name, cfg in shipped("tts").items():
         if name == "cosyvoice_300m_paper":  # names the three part configs (tests/test_cosyvoice_paper.py)
             continue
         readers[cfg["name"]](cfg["model"])
-        if cfg["name"] == "mel_vocoder":
+        if cfg["name"] == "hift":  # inference only so far: no training blocks
+            assert set(cfg) == {"name", "model"}
+        elif cfg["name"] == "mel_vocoder":
             gan_config.read_gan_config(cfg, MelVocoder.loss_names, "tts")
             dataclass_from_dict(ClipDataOptions, cfg["data"], "tts.data")
         else:

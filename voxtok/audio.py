@@ -41,10 +41,13 @@ def validate_waveform(
     name: object = "<waveform>",
     min_seconds: float = DEFAULT_MIN_SECONDS,
     max_seconds: float | None = None,
+    allow_silence: bool = False,
 ) -> None:
     """Raise BadAudioError unless `wav` ([T] or [C, T]) is finite, audible and long enough.
 
-    `name` is what the message calls the signal (usually its file path).
+    `name` is what the message calls the signal (usually its file path). `allow_silence` accepts a
+    silent signal: a codec encodes a corpus's silent segments like any other audio, while a voice
+    prompt or a speaker embedding needs speech (their callers keep the check).
     """
     if sample_rate is None or sample_rate <= 0:
         raise BadAudioError(f"invalid sample rate {sample_rate}", name)
@@ -54,7 +57,7 @@ def validate_waveform(
         raise BadAudioError("audio is empty (0 samples)", name)
     if not np.isfinite(arr).all():
         raise BadAudioError("audio contains NaN or Inf samples", name)
-    if float(np.abs(arr).max()) < SILENCE_PEAK:
+    if not allow_silence and float(np.abs(arr).max()) < SILENCE_PEAK:
         raise BadAudioError("audio is silent (peak below -80 dBFS)", name)
     seconds = n / sample_rate
     if seconds < min_seconds:
@@ -83,12 +86,13 @@ def load_audio(
     min_seconds: float = DEFAULT_MIN_SECONDS,
     max_seconds: float | None = None,
     check: bool = True,
+    allow_silence: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Read any file soundfile can (wav/flac/ogg...), downmix to mono, optionally resample.
 
     Returns (wav [1, T] float32, sample_rate). With `check`, the signal is validated (see
-    `validate_waveform`); `max_seconds` is checked from the header before decoding so a huge
-    file is refused without being loaded.
+    `validate_waveform`; `allow_silence` as there); `max_seconds` is checked from the header
+    before decoding so a huge file is refused without being loaded.
     """
     path = Path(path)
     if not path.exists():
@@ -105,7 +109,7 @@ def load_audio(
         raise BadAudioError(f"cannot read audio ({_short(exc)})", path) from None
     mono = data.mean(axis=1)
     if check:
-        validate_waveform(mono, sr, path, min_seconds=min_seconds)
+        validate_waveform(mono, sr, path, min_seconds=min_seconds, allow_silence=allow_silence)
     wav = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     if sample_rate is not None and sample_rate != sr:
         wav = resample(wav, sr, sample_rate)
@@ -127,6 +131,19 @@ def resample(wav, orig_sr: int, target_sr: int, quality: str = "VHQ") -> torch.T
     out = soxr.resample(flat.T, orig_sr, target_sr, quality=quality).T
     out = np.ascontiguousarray(out, dtype=np.float32).reshape(*lead, -1)
     return torch.from_numpy(out)
+
+
+def mono_speech(wav, sample_rate: int, target_sr: int, name: object = "<waveform>",
+                min_seconds: float = DEFAULT_MIN_SECONDS) -> torch.Tensor:
+    """One utterance [T] or [1, T] at `sample_rate` -> float32 [T'] at `target_sr`, after the checks of
+    `validate_waveform` (what a speaker embedding needs: mono, finite, audible, long enough)."""
+    x = torch.as_tensor(_as_numpy(wav))
+    if x.dim() == 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() != 1:
+        raise BadAudioError(f"speaker embedding needs mono audio [1, T], got shape {tuple(x.shape)}", name)
+    validate_waveform(x, sample_rate, name, min_seconds=min_seconds)
+    return resample(x, sample_rate, target_sr).reshape(-1)
 
 
 def save_audio(path: str | os.PathLike, wav, sample_rate: int, subtype: str = "PCM_16") -> Path:

@@ -3,7 +3,8 @@
 `DemoBackend(exp_dir)` serves the models a recipe's exp dir holds. The dir is re-scanned on every
 request, so models trained while the demo runs show up without a restart:
 
-    tts/<pipeline>.yaml (cosyvoice, flowomni)   TTS pipeline manifests (voxtok/tts/manifest.py)
+    tts/<pipeline>.yaml (cosyvoice, flowomni)   TTS pipeline manifests (voxtok/tts/manifest.py); a folder
+                                                written by `voxtok convert cosyvoice` has the same layout
     codec_<name>/model, s3/model                codec checkpoints (save_pretrained folders)
     report/report.md, bench/report.md, bench/table.md, bench/*.png, report/*.png
                                                 the latest benchmark report
@@ -222,7 +223,8 @@ class DemoBackend:
         manifest = self.tts_manifests().get(model)
         if manifest is None:
             raise BadConfigError(f"no {models[model]} model in {self.exp_dir} yet (tts/{model}.yaml is written "
-                                 "when the recipe's TTS stages finish: ./run.sh --stage 7 --stop_stage 11)")
+                                 "when the recipe's TTS stages finish: ./run.sh --stage 7 --stop_stage 11, or by "
+                                 "`voxtok convert cosyvoice` for a released CosyVoice-300M)")
         pipe = self._cached("tts", manifest, manifest, lambda: load(manifest, kind="pipeline"))
         if pipe.registry_name != model:
             raise BadConfigError(f"manifest holds a {pipe.registry_name} pipeline, not {model}", manifest)

@@ -3,7 +3,7 @@
 Models register under a kind and a name (`@register("codec", "wavtokenizer")`) and provide
 `from_config(dict)` and `to_config() -> dict`. Kinds:
     codec     audio <-> codes (wavtokenizer, dmcodec, fusecodec, s3)
-    tts       the trained parts of a TTS system (llm, flow, flowomni, mel_vocoder)
+    tts       the trained parts of a TTS system (llm, flow, flowomni, mel_vocoder, hift)
     pipeline  a TTS system assembled from parts by a manifest (cosyvoice, flowomni)
 
 A checkpoint is a folder (format 2):
@@ -38,8 +38,8 @@ KINDS = ("codec", "tts", "pipeline")
 # Importing these modules runs their @register decorators.
 _BUILTIN_MODULES = {
     "codec": ("voxtok.codecs.wavtokenizer", "voxtok.codecs.dmcodec", "voxtok.codecs.fusecodec", "voxtok.codecs.s3",
-              "voxtok.bench.ssl_units"),
-    "tts": ("voxtok.tts.llm", "voxtok.tts.flow", "voxtok.tts.flowomni", "voxtok.tts.vocoder"),
+              "voxtok.bench.ssl_units", "voxtok.codecs.s3_onnx"),
+    "tts": ("voxtok.tts.llm", "voxtok.tts.flow", "voxtok.tts.flowomni", "voxtok.tts.vocoder", "voxtok.tts.hift"),
     "pipeline": ("voxtok.tts.cosyvoice", "voxtok.tts.flowomni_pipeline"),
 }
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}

@@ -71,7 +71,7 @@ class BenchConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     lm_model: LMConfig = field(default_factory=LMConfig)
     progress: bool = True
-    # speaker-similarity encoder: resemblyzer | wavlm:DIR (voxtok.bench.speaker_encoders)
+    # speaker-similarity encoder: resemblyzer | wavlm:DIR | campplus:FILE (voxtok.bench.speaker_encoders)
     speaker_encoder: str = "resemblyzer"
     utmos_checkpoint: str | None = None  # TorchScript UTMOS file; needed by the utmos metric
 

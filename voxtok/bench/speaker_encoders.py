@@ -2,7 +2,7 @@
 
     resemblyzer        resemblyzer's 256-d d-vector (its weights ship in the package: the default)
     wavlm:DIR          a local transformers WavLMForXVector folder (e.g. microsoft/wavlm-base-plus-sv)
-    campplus:FILE      CAM++ (the CosyVoice speaker model): not available yet, a clear error says so
+    campplus:FILE      CAM++ x-vectors (CosyVoice's speaker model, 192-d): campplus.onnx or a release folder
 
 `check_speaker_encoder(spec)` validates a spec before a run starts; `speaker_embedding(wav, sr, spec)`
 embeds one mono signal (None when nothing voiced is left to embed).
@@ -37,8 +37,10 @@ def check_speaker_encoder(spec: str) -> None:
     """BadConfigError (one line) unless `spec` names an encoder that can run here."""
     kind, path = _split(spec)
     if kind == "campplus":
-        raise BadConfigError("CAM++ speaker similarity is not wired in yet (it comes with the CosyVoice "
-                             "CAM++ support); use speaker_encoder=resemblyzer or wavlm:DIR")
+        from voxtok.tts.campplus import campplus_path
+
+        if not campplus_path(path).is_file():
+            raise BadConfigError("CAM++ speaker model not found (expected campplus.onnx or a folder holding it)", path)
     if kind == "wavlm" and not (Path(path) / "config.json").is_file():
         raise BadConfigError("speaker encoder folder has no config.json (expected a transformers "
                              "WavLMForXVector folder)", path)
@@ -95,4 +97,8 @@ def speaker_embedding(wav: np.ndarray, sr: int, spec: str = "resemblyzer") -> np
     wav16 = resample(torch.as_tensor(wav, dtype=torch.float32), sr, 16000).reshape(-1).numpy()
     if kind == "resemblyzer":
         return _resemblyzer_embedding(wav16)
+    if kind == "campplus":
+        from voxtok.tts.campplus import campplus_embedding
+
+        return campplus_embedding(wav16, 16000, str(path))
     return _wavlm_embedding(wav16, str(path))

@@ -120,7 +120,8 @@ def _model_option(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exp", default=None, help="recipe exp dir holding tts/<model>.yaml")
+    p.add_argument("--exp", default=None,
+                   help="recipe exp dir holding tts/<model>.yaml (or a `voxtok convert cosyvoice` output folder)")
     p.add_argument("--pipeline", default=None, help="a pipeline manifest (overrides --exp/--model)")
     _model_option(p)
 

@@ -11,4 +11,4 @@ model computes what the reference code computes.
 from __future__ import annotations
 
 # kind -> module of this package; `voxtok convert --help` lists them in this order.
-CONVERTERS = {"wavtokenizer": "voxtok.convert.wavtokenizer", "vocos": "voxtok.convert.vocos", "speechtokenizer": "voxtok.convert.speechtokenizer", "dmcodec": "voxtok.convert.dmcodec"}
+CONVERTERS = {"wavtokenizer": "voxtok.convert.wavtokenizer", "vocos": "voxtok.convert.vocos", "speechtokenizer": "voxtok.convert.speechtokenizer", "dmcodec": "voxtok.convert.dmcodec", "cosyvoice": "voxtok.convert.cosyvoice"}

@@ -14,9 +14,10 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch loads lazily: `voxtok --help` builds every converter's parser
+    import torch
 
 from voxtok.errors import BadConfigError
 
@@ -33,6 +34,8 @@ def read_state_dict(path: str | os.PathLike, what: str, key: str | None = None,
     file's top level. Only tensors are loaded (weights_only), nothing is executed.
     `what` names the expected file in errors ("a WavTokenizer Lightning checkpoint").
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise BadConfigError(f"{what} not found", path)

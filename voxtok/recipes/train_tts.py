@@ -51,15 +51,19 @@ def read_tts_config(tts: dict[str, Any]) -> tuple[TextFrontend, TTSDataOptions]:
 
 
 def complete_model_config(model_cfg: dict[str, Any], frontend: TextFrontend,
-                          token_meta: dict[str, Any] | None) -> dict[str, Any]:
+                          token_meta: dict[str, Any] | None,
+                          embedding_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fill the data-dependent keys a model config declares (any value, null included).
 
-    text_vocab_size <- the frontend; speech_vocab_size / vocab_size <- the store's codebook
-    size; token_rate <- its frame rate; tokenizer <- {name, frame_rate, checkpoint_hash}.
+    text_vocab_size <- the frontend; speech_vocab_size / vocab_size <- the token store's codebook
+    size; token_rate <- its frame rate; tokenizer <- {name, frame_rate, checkpoint_hash};
+    spk_dim <- the speaker-embedding store's `dim` (256 resemblyzer, 192 CAM++).
     """
     cfg = dict(model_cfg)
     if "text_vocab_size" in cfg:
         cfg["text_vocab_size"] = frontend.vocab_size
+    if "spk_dim" in cfg and embedding_meta and isinstance(embedding_meta.get("dim"), int):
+        cfg["spk_dim"] = int(embedding_meta["dim"])
     if token_meta:
         for key in ("speech_vocab_size", "vocab_size"):
             if key in cfg:
@@ -126,7 +130,8 @@ def train(cfg: DictConfig) -> Path:
         if valid_set.tokens.meta.get("checkpoint_hash") != token_meta.get("checkpoint_hash"):
             raise BadConfigError("train and valid token stores were made by different tokenizer checkpoints",
                                  valid_set.tokens.root)
-    model_cfg = complete_model_config(tts["model"], frontend, token_meta)
+    embedding_meta = getattr(train_set.embeddings, "meta", None)  # a ShardStore's meta.json (or None)
+    model_cfg = complete_model_config(tts["model"], frontend, token_meta, embedding_meta)
     model = build("tts", tts["name"], model_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid utterances")

@@ -7,6 +7,15 @@ Modes (as in CosyVoice):
                  the flow still takes the reference's tokens and mel as its prompt.
   sft            a stored speaker id: embedding from the spk2embedding store, no prompt.
 Streaming decodes token chunks as the LLM produces them (see `stream`).
+
+Prompt framing (the flow checkpoint's `extra.prompt_framing`, see PROMPT_FRAMINGS): how the prompt's
+speech tokens and mel are cut before they reach the LLM and the flow.
+  aligned    (VoxTok's own models, the default) both are cut to one span of whole tokens, so the
+             prompt's tokens and frames line up on the flow's token grid;
+  reference  (`voxtok convert cosyvoice`) as CosyVoice v1's frontend (`frontend_zero_shot`): every
+             token the tokenizer gives and the whole mel, which the flow's length regulator
+             interpolates on their own. The same x-vector conditions the LLM and the flow in every
+             mode, as there (`llm_embedding` = `flow_embedding`).
 """
 
 from __future__ import annotations
@@ -18,30 +27,48 @@ import torch
 from voxtok.errors import BadConfigError, BadTokenFileError
 from voxtok.nn.sampling import item_seeds
 from voxtok.registry import register
-from voxtok.tts.pipeline import Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, check_mode_inputs
+from voxtok.tts.pipeline import (Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, check_mode_inputs, is_vocoder,
+                                  load_vocoder, open_prompt_speaker_encoder)
+
+PROMPT_FRAMINGS = ("aligned", "reference")
 
 
 @register("pipeline", "cosyvoice")
 class CosyVoicePipeline(TTSPipeline):
     """The trained parts of a CosyVoice-style TTS, ready to synthesize.
 
-    llm: TextToTokenLM; flow: FlowDecoder; vocoder: MelVocoder; tokenizer: the Codec that made
-    the training tokens (prompt audio is tokenized with it); frontend: TextFrontend;
-    speakers: SpeakerTable for `sft`. Output audio is at `sample_rate` (the vocoder's).
+    llm: TextToTokenLM; flow: FlowDecoder; vocoder: a mel vocoder (MelVocoder or HiFT); tokenizer:
+    the Codec that made the training tokens (prompt audio is tokenized with it); frontend:
+    TextFrontend; speakers: SpeakerTable for `sft`; speaker_encoder: the prompt x-vector model
+    (CamPlusEncoder) or None for resemblyzer; prompt_framing: one of PROMPT_FRAMINGS (module
+    docstring). Output audio is at `sample_rate` (the vocoder's).
     """
 
     label = "CosyVoice-style"
     streaming = True
     cfg = True
     required_parts = ("llm", "flow", "vocoder", "tokenizer")
+    optional_parts = ("speakers", "speaker_encoder")
 
     def __init__(self, llm, flow, vocoder, tokenizer, frontend, speakers: SpeakerTable | None = None,
-                 speaker_encoder=None):
+                 speaker_encoder=None, prompt_framing: str = "aligned"):
         self.llm, self.flow, self.vocoder, self.tokenizer, self.frontend = llm, flow, vocoder, tokenizer, frontend
         self.speakers = speakers or SpeakerTable(None)
         self._speaker_encoder = speaker_encoder
+        if prompt_framing not in PROMPT_FRAMINGS:
+            raise BadConfigError(f"prompt_framing must be one of {PROMPT_FRAMINGS}, got {prompt_framing!r}")
+        self.prompt_framing = prompt_framing
+        if not is_vocoder(vocoder):
+            raise BadConfigError(f"{type(vocoder).__name__} is not a vocoder (mel in, audio out)")
         self.sample_rate = int(vocoder.sample_rate)
         self.mel_config = flow.mel_config
+        self.spk_dim = int(flow.spk_dim)
+        if int(llm.config.spk_dim) != self.spk_dim:
+            raise BadConfigError(f"the LLM takes {llm.config.spk_dim}-d speaker vectors, the flow {self.spk_dim}-d")
+        for what, dim in (("the speaker_encoder", getattr(speaker_encoder, "dim", None)),
+                          ("the stored voices", self.speakers.dim)):
+            if dim is not None and int(dim) != self.spk_dim:
+                raise BadConfigError(f"{what} give {dim}-d vectors; the LLM and flow take {self.spk_dim}-d")
         if vocoder.mel_config != flow.mel_config:
             raise BadConfigError("the flow decoder and the vocoder were trained on different mel settings")
         if flow.vocab_size != tokenizer.codebook_size or llm.config.speech_vocab_size != tokenizer.codebook_size:
@@ -56,7 +83,6 @@ class CosyVoicePipeline(TTSPipeline):
         """Load every part a read manifest names (voxtok/tts/manifest.py: absolute paths)."""
         from voxtok.registry import load
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.vocoder import MelVocoder
 
         cls.check_manifest(spec)
         llm, flow = load(spec["llm"], map_location, kind="tts"), load(spec["flow"], map_location, kind="tts")
@@ -68,15 +94,27 @@ class CosyVoicePipeline(TTSPipeline):
                                         f"tokenizer given is {tokenizer.checkpoint_hash}", spec["tokenizer"])
         if "frontend" not in llm.extra:
             raise BadConfigError("LLM checkpoint lacks its text frontend settings", spec["llm"])
-        return cls(llm, flow, MelVocoder.from_pretrained(spec["vocoder"], map_location), tokenizer,
-                   TextFrontend.from_dict(llm.extra["frontend"]), SpeakerTable(spec.get("speakers")))
+        framing = flow.extra.get("prompt_framing", "aligned")
+        if framing not in PROMPT_FRAMINGS:
+            raise BadConfigError(f"flow prompt_framing {framing!r} is not one of {PROMPT_FRAMINGS}", spec["flow"])
+        try:
+            return cls(llm, flow, load_vocoder(spec["vocoder"], map_location), tokenizer,
+                       TextFrontend.from_dict(llm.extra["frontend"]), SpeakerTable(spec.get("speakers")),
+                       open_prompt_speaker_encoder(spec.get("speaker_encoder")), framing)
+        except BadConfigError as err:  # parts that do not fit one another: name the manifest
+            if err.path is not None:
+                raise
+            raise BadConfigError(str(err), getattr(spec, "path", None)) from None
 
     # ------------------------------------------------------------------ prompts
     def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
                        name: object = "<prompt>") -> Prompt:
         """Reference audio [1, T] (+ transcript) -> Prompt with tokens, mel and speaker embedding.
 
-        Tokens and mel are trimmed to the same span (whole tokens) so the flow's prompt lines up.
+        Tokens come from the tokenizer (audio resampled to its rate), the mel at the flow's mel
+        settings, the embedding from the speaker encoder. With the "aligned" framing, tokens and mel
+        are trimmed to the same span (whole tokens) so the flow's prompt lines up; with "reference"
+        both are kept whole (see the module docstring).
         Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
         """
         from voxtok.audio import resample
@@ -85,7 +123,12 @@ class CosyVoicePipeline(TTSPipeline):
         tok_wav = resample(prompt.wav, sample_rate, self.tokenizer.sample_rate)
         with torch.inference_mode():
             tokens = self.tokenizer.encode(tok_wav[None])[0, 0]
+        # The codec's own count: a padded last frame is not a token of the prompt (S3: ceil(mel frames / 2)).
+        tokens = tokens[: int(self.tokenizer.code_lengths(torch.tensor([tok_wav.shape[-1]]))[0])]
         mel = prompt.mel
+        if self.prompt_framing == "reference":
+            prompt.tokens = tokens
+            return prompt
         n_tok = min(tokens.numel(), int(mel.shape[-1] * self.flow.token_rate / self.flow.mel_rate))
         tokens = tokens[:n_tok]
         mel = mel[:, : int(self.flow.frames_for_tokens(n_tok))]
@@ -93,7 +136,8 @@ class CosyVoicePipeline(TTSPipeline):
         return prompt
 
     def _conditioning(self, mode: str, prompt: Prompt | None, speaker: str | None):
-        """(spk_emb [256], LLM prompt text ids | None, LLM prompt tokens | None, flow prompt tokens, flow prompt mel)."""
+        """(spk_emb [spk_dim] for the LLM and the flow, LLM prompt text ids | None, LLM prompt tokens | None,
+        flow prompt tokens, flow prompt mel), as CosyVoice's frontend_zero_shot / _cross_lingual / _sft."""
         if mode == "sft":
             return self.speakers.embedding(speaker), None, None, None, None
         text_ids = torch.tensor(self.frontend.encode(prompt.text)) if mode == "zero_shot" else None

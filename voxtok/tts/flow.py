@@ -13,7 +13,10 @@ condition itself; CosyVoice's own code keeps them in the loss, the default here)
 As in CosyVoice, half the utterances get a random prefix (up to 30 %) of their own mel as the
 prompt condition, and with probability 0.2 mu, spk and cond are dropped together (classifier-free
 guidance). Inference: Euler steps over the cosine schedule t_k = 1 - cos(pi/2 * k/n), guided
-velocity (1 + w) v(cond) - w v(uncond), both evaluated in one batch; the prompt frames are cut.
+velocity (1 + w) v(cond) - w v(uncond), both evaluated in one batch (the unconditional half
+gets zeros for mu, spk and cond, the same x, t and mask); t advances as in CosyVoice's
+`ConditionalCFM.solve_euler` (t += dt, dt re-aimed at the next grid point); the prompt frames
+are cut. `noise=` replaces the seeded draw with given noise (parity with the reference's draw).
 
 Config (the `model:` block of configs/tts/flow_*.yaml; an unknown key at any depth is an error):
     vocab_size: speech-token vocabulary (the tokenizer's codebook size)
@@ -21,8 +24,11 @@ Config (the `model:` block of configs/tts/flow_*.yaml; an unknown key at any dep
     mel: a MelConfig preset name ("cosyvoice") or a mapping of MelConfig fields
     spk_dim: speaker embedding size (256: resemblyzer d-vectors)
     embed_dim: token embedding size
-    encoder: {kind: conformer|transformer, dim, heads, ff_dim, layers, dropout, attn_dropout, conv_kernel}
-    length_regulator: {n_convs, groups}
+    encoder: {kind: conformer|transformer, dim, heads, ff_dim, layers, dropout, attn_dropout, conv_kernel,
+              layer_norm_eps (of the norms inside the blocks; CosyVoice's checkpoints: 1e-12)}
+    length_regulator: {n_convs, groups, edge_tokens (> 0: at inference the first and last
+                       edge_tokens tokens of a longer target are interpolated on their own, as
+                       CosyVoice v1 does with 20; 0: one segment)}
     estimator: {kind: unet|dit, ...}  (see voxtok/tts/flow_estimators.py)
     cfm: {sigma_min, train_t_scheduler: uniform|cosine, cfg_dropout, prompt_prob, prompt_max_ratio,
           loss_on_prompt}
@@ -58,8 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "spk_dim": 256,
     "embed_dim": 512,
     "encoder": {"kind": "conformer", "dim": 512, "heads": 8, "ff_dim": 2048, "layers": 6, "dropout": 0.1,
-                "attn_dropout": 0.1, "conv_kernel": 0},
-    "length_regulator": {"n_convs": 4, "groups": 1},
+                "attn_dropout": 0.1, "conv_kernel": 0, "layer_norm_eps": 1e-5},
+    "length_regulator": {"n_convs": 4, "groups": 1, "edge_tokens": 0},
     "estimator": {"kind": "unet", "channels": [256, 256], "n_blocks": 4, "num_mid_blocks": 12, "heads": 8,
                   "head_dim": 64, "dropout": 0.0},
     "cfm": {"sigma_min": 1e-6, "train_t_scheduler": "uniform", "cfg_dropout": 0.2, "prompt_prob": 0.5,
@@ -197,7 +203,11 @@ class FlowDecoder(SavesPretrained, nn.Module):
         enc["pos"] = positions[kind]
         self.encoder = ConformerEncoder(int(cfg["embed_dim"]), **enc)  # merge_config checked the keys
         self.encoder_proj = nn.Linear(self.encoder.dim, self.n_mels)
-        self.length_regulator = LengthRegulator(self.n_mels, **cfg["length_regulator"])
+        regulator = dict(cfg["length_regulator"])
+        self.edge_tokens = int(regulator.pop("edge_tokens"))
+        if self.edge_tokens < 0:
+            raise BadConfigError(f"length_regulator.edge_tokens must be >= 0, got {self.edge_tokens}")
+        self.length_regulator = LengthRegulator(self.n_mels, **regulator)
         self.spk_embed_affine_layer = nn.Linear(self.spk_dim, self.n_mels)
         self.estimator = build_estimator(cfg["estimator"], self.n_mels, f"{where}.estimator")
 
@@ -246,6 +256,22 @@ class FlowDecoder(SavesPretrained, nn.Module):
             bad = tokens[valid & ((tokens < 0) | (tokens >= self.vocab_size))][0].item()
             raise VoxTokError(f"{what} contain id {bad} outside the vocabulary [0, {self.vocab_size})")
         return lengths
+
+    def target_segments(self, n_tokens: int, n_frames: int) -> tuple[list[int], list[int]]:
+        """(token counts, frame counts) of the length regulator's segments for a target span at inference.
+
+        One segment, unless `edge_tokens` E > 0 and the span has more than 2E tokens: then
+        [E, n - 2E, E] tokens on [F(E), n_frames - 2F(E), F(E)] frames. CosyVoice v1 interpolates
+        the head and tail apart (E = 20, its streaming overlap), so their frames do not depend on
+        the span's length; a converted model must do the same to compute what it computes.
+        """
+        edge = self.edge_tokens
+        if edge <= 0 or n_tokens <= 2 * edge:
+            return [n_tokens], [n_frames]
+        edge_frames = self.frames_for_tokens(edge)
+        if n_frames - 2 * edge_frames < 0:
+            return [n_tokens], [n_frames]
+        return [edge, n_tokens - 2 * edge, edge], [edge_frames, n_frames - 2 * edge_frames, edge_frames]
 
     def _check_mel(self, mel: torch.Tensor, batch: int, what: str) -> None:
         if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or mel.shape[0] != batch or mel.shape[1] != self.n_mels:
@@ -339,9 +365,13 @@ class FlowDecoder(SavesPretrained, nn.Module):
         """Euler integration from t=0 (noise [B, n_mels, T]) to t=1 on t_k = 1 - cos(pi/2 * k/n) -> mel."""
         t_span = 1 - torch.cos(torch.linspace(0, 1, n_steps + 1, device=noise.device) * 0.5 * math.pi)
         x = noise * mask
+        t = t_span[0]
         for k in range(n_steps):
-            t = t_span[k].expand(x.shape[0])
-            x = x + (t_span[k + 1] - t_span[k]) * self.guided_velocity(x, mask, mu, t, spk, cond, cfg_strength)
+            # CosyVoice's stepping: t accumulates dt and each dt aims at the next grid point, so t
+            # can differ from t_span[k] in the last bit; doing the same keeps converted models exact.
+            dt = t_span[k + 1] - t
+            x = x + dt * self.guided_velocity(x, mask, mu, t.expand(x.shape[0]), spk, cond, cfg_strength)
+            t = t + dt
         return x * mask
 
     def _settings(self, n_steps, cfg_strength, temperature) -> tuple[int, float, float]:
@@ -404,7 +434,8 @@ class FlowDecoder(SavesPretrained, nn.Module):
                    prompt_tokens: torch.Tensor | None = None, prompt_mel: torch.Tensor | None = None,
                    n_steps: int | None = None, cfg_strength: float | None = None, temperature: float | None = None,
                    seed: int | Sequence[int] | None = None, *, prompt_token_lengths: torch.Tensor | None = None,
-                   prompt_mel_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   prompt_mel_lengths: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of whole utterances.
 
         Args:
@@ -416,6 +447,9 @@ class FlowDecoder(SavesPretrained, nn.Module):
             n_steps, cfg_strength, temperature: override the config's `inference` block.
             seed: int (item i uses seed + i, so batch item i equals a single call with seed + i),
                 a per-item sequence, or None (fresh seeds).
+            noise: instead of the seeded draw, standard normal noise [B, n_mels, >= Tp_i + T_i] over
+                each item's whole frame axis (its Tp_i prompt frames, then its T_i output frames),
+                scaled by `temperature` like the drawn one; e.g. the noise a reference run drew.
         Returns:
             (mel [B, n_mels, T] zero-padded, mel_lengths [B]) with
             mel_lengths = frames_for_tokens(token_lengths).
@@ -425,7 +459,7 @@ class FlowDecoder(SavesPretrained, nn.Module):
         return self.synthesize_chunk(tokens, lengths, spk_emb, 0, tokens.shape[1], prompt_tokens, prompt_mel,
                                      n_steps=n_steps, cfg_strength=cfg_strength, temperature=temperature, seed=seed,
                                      context_tokens=0, overlap_tokens=0, prompt_token_lengths=prompt_token_lengths,
-                                     prompt_mel_lengths=prompt_mel_lengths)
+                                     prompt_mel_lengths=prompt_mel_lengths, noise=noise)
 
     def synthesize_chunk(self, tokens: torch.Tensor, token_lengths: torch.Tensor | None, spk_emb: torch.Tensor,
                          start: int, end: int, prompt_tokens: torch.Tensor | None = None,
@@ -434,7 +468,8 @@ class FlowDecoder(SavesPretrained, nn.Module):
                          n_steps: int | None = None, cfg_strength: float | None = None,
                          temperature: float | None = None, seed: int | Sequence[int] | None = None,
                          prompt_token_lengths: torch.Tensor | None = None,
-                         prompt_mel_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         prompt_mel_lengths: torch.Tensor | None = None,
+                         noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of token chunk [start, end) for streaming.
 
         Contract (F(n) = frames_for_tokens(n), L_i = token_lengths[i]; tokens holds every token
@@ -452,6 +487,8 @@ class FlowDecoder(SavesPretrained, nn.Module):
           chunk continuous with what was played. None: no condition on the context.
         - With the same seed, frame f of the utterance gets the same noise in every chunk and in a
           full `synthesize`, so overlapping chunks agree wherever their conditions agree.
+        - `noise` (as in `synthesize`, over the whole utterance's frame axis): the chunk takes the
+          prompt's columns and those of its own frames.
         Other arguments as in `synthesize`; `context_tokens` / `overlap_tokens` default to the
         config's `streaming` block. Returns (mel [B, n_mels, T] zero-padded, lengths [B]).
         """
@@ -484,14 +521,29 @@ class FlowDecoder(SavesPretrained, nn.Module):
                 tail = prev_mel[i, :, max(0, prev_mel.shape[-1] - (f_start - f0)):].float().cpu()
                 lead = torch.zeros(self.n_mels, (f_start - f0) - tail.shape[-1])
                 cond = torch.cat([p_mel, lead, tail], dim=1)
-            noise = torch.cat([frame_noise(seeds[i], _PROMPT_STREAM, 0, n_prompt, self.n_mels),
-                               frame_noise(seeds[i], _TARGET_STREAM, f0, f1, self.n_mels)], dim=1) * temperature
+            if noise is None:
+                item_noise = torch.cat([frame_noise(seeds[i], _PROMPT_STREAM, 0, n_prompt, self.n_mels),
+                                        frame_noise(seeds[i], _TARGET_STREAM, f0, f1, self.n_mels)], dim=1)
+            else:
+                item_noise = self._given_noise(noise, i, batch, n_prompt, self.frames_for_tokens(n), f0, f1)
+            seg_tokens, seg_frames = self.target_segments(e1 - s0, f1 - f0)
             plans.append(_Plan(tokens=torch.cat([p_tok, tokens[i, s0:e1].cpu()]),
-                               seg_tokens=[p_tok.numel(), e1 - s0], seg_frames=[n_prompt, f1 - f0],
-                               cond=cond, noise=noise, out0=n_prompt + f_start - f0, out1=n_prompt + f1 - f0))
+                               seg_tokens=[p_tok.numel(), *seg_tokens], seg_frames=[n_prompt, *seg_frames],
+                               cond=cond, noise=item_noise * temperature, out0=n_prompt + f_start - f0,
+                               out1=n_prompt + f1 - f0))
         with eval_mode(self), torch.no_grad():
             return self._decode_plans(plans, self.speaker(spk_emb.to(next(self.parameters()).device)),
                                       n_steps, cfg_strength)
+
+    def _given_noise(self, noise: torch.Tensor, i: int, batch: int, n_prompt: int, n_frames: int, f0: int,
+                     f1: int) -> torch.Tensor:
+        """Item i's columns of caller-given noise: its prompt frames, then output frames [f0, f1) -> [n_mels, *]."""
+        if (not isinstance(noise, torch.Tensor) or noise.dim() != 3 or noise.shape[0] != batch
+                or noise.shape[1] != self.n_mels or noise.shape[2] < n_prompt + n_frames):
+            raise VoxTokError(f"noise must be [{batch}, {self.n_mels}, >= {n_prompt + n_frames}] (prompt frames + "
+                              f"output frames of item {i}), got {tuple(getattr(noise, 'shape', ()))}")
+        item = noise[i].detach().float().cpu()
+        return torch.cat([item[:, :n_prompt], item[:, n_prompt + f0:n_prompt + f1]], dim=1)
 
     def chunk_bounds(self, n_tokens: int, chunk_tokens: int | None = None) -> list[tuple[int, int]]:
         """[(start, end), ...] chunks of `chunk_tokens` (config default) tiling n_tokens tokens."""

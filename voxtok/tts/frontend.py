@@ -1,4 +1,4 @@
-"""TTS text frontend: English normalisation, then characters or espeak-ng phonemes, then ids.
+"""TTS text frontend: English normalisation, then characters, espeak-ng phonemes or Whisper BPE, then ids.
 
     frontend = TextFrontend("phoneme")
     frontend.normalize("Dr. Smith paid $5.")   # "doctor smith paid five dollars."
@@ -17,7 +17,16 @@ and a saved model's vocabulary (`to_dict`, stored with the model) stays valid.
   the same pause marks. The inventory is every phoneme espeak-ng 1.51 produced for en-us on a
   21,700-word English vocabulary plus foreign names and loanwords (67 phonemes).
 
-There is no <unk>: a symbol outside the inventory (a character such as "~" or "α", or a phoneme
+- "whisper_bpe": the Whisper multilingual BPE of CosyVoice-300M (voxtok/tts/whisper_bpe.py; 51,866
+  ids, specials included; ids come from the BPE, so 0/1/2 are ordinary tokens there and
+  `add_bos_eos` is refused). Text in Latin script is normalised as English (as above: lower-cased,
+  numbers, abbreviations and symbols spelled out, accents folded); a piece of text with letters of
+  any other script (Chinese, Japanese, Korean, Cyrillic, ...) goes to the BPE unchanged, as do
+  punctuation-only pieces. Special tags written in the text ("<|en|>", "<|endoftext|>") become their
+  special ids, as in CosyVoice (`allowed_special="all"`); the text between tags is normalised piece
+  by piece.
+
+There is no <unk> in "char" and "phoneme": a symbol outside the inventory (a character such as "~" or "α", or a phoneme
 espeak-ng emits that the inventory lacks) is a `UnknownSymbolError` naming the symbols, because
 silently dropping sounds gives a model audio it cannot explain from its text.
 """
@@ -37,7 +46,7 @@ from voxtok.errors import BadTextError, MissingVoiceError
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = (PAD, BOS, EOS)
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-KINDS = ("char", "phoneme")
+KINDS = ("char", "phoneme", "whisper_bpe")
 DEFAULT_MAX_CHARS = 400
 FORMAT_VERSION = 1
 
@@ -214,10 +223,11 @@ def _expand_numbers(text: str) -> str:
                   lambda m: _number(m.group(1), m.group(2), m.group(3)), text)
 
 
-def _fold_letters(text: str) -> str:
+def _fold_letters(text: str, keep_case: bool = False) -> str:
     text = "".join(_LETTER_FOLDS.get(ch, ch) for ch in text)
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return folded if keep_case else folded.lower()
 
 
 def _pause_marks(text: str) -> str:
@@ -244,8 +254,11 @@ def _tidy(text: str) -> str:
     return text.strip()
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, keep_case: bool = False) -> str:
     """English text -> lower-case words and pause marks (, . ? !), everything spoken spelled out.
+
+    `keep_case` keeps upper-case letters (the Whisper BPE frontend: CosyVoice's English normaliser
+    keeps case, and the BPE gives cased words other ids).
 
     Numbers ("21" -> "twenty one", "1,500", "3.14", "-5"), ordinals ("3rd"), years (four
     unformatted digits 1000-2099: "1999" -> "nineteen ninety nine"), decades ("1990s"), times
@@ -259,7 +272,7 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY)
     text = _expand_abbreviations(text)
     text = _expand_numbers(text)
-    return _tidy(_pause_marks(_fold_letters(text)))
+    return _tidy(_pause_marks(_fold_letters(text, keep_case)))
 
 
 # ----------------------------------------------------------------------------- espeak-ng
@@ -317,6 +330,11 @@ def phonemize_chunks(chunks: Sequence[str], voice: str = ESPEAK_VOICE) -> list[t
 # ----------------------------------------------------------------------------- the frontend
 
 
+def _latin_script(text: str) -> bool:
+    """True when every letter of `text` is a Latin-script letter (vacuously true without letters)."""
+    return all(unicodedata.name(ch, "").startswith("LATIN") for ch in text if ch.isalpha())
+
+
 def _describe(symbols: Iterable[str]) -> str:
     return ", ".join(f"{s!r} (U+{ord(s[0]):04X})" if len(s) == 1 else repr(s) for s in sorted(set(symbols)))
 
@@ -325,7 +343,7 @@ class TextFrontend:
     """Text -> normalised text -> symbols (characters or phonemes) -> ids, and back.
 
     Args:
-        kind: "char" or "phoneme".
+        kind: "char", "phoneme" or "whisper_bpe".
         max_chars: longest normalised text accepted (longer text is a BadTextError: split it
             into sentences first).
         symbols: the symbol inventory (ids 3..); default the built-in one of `kind`. Only
@@ -341,6 +359,12 @@ class TextFrontend:
         self.kind = kind
         self.max_chars = int(max_chars)
         self.voice = voice
+        self._bpe = None
+        if kind == "whisper_bpe":
+            from voxtok.tts.whisper_bpe import WhisperBPE
+
+            # The BPE is its own inventory: no symbol list, no specials of ours.
+            self._bpe, symbols = WhisperBPE(), ()
         default = CHAR_SYMBOLS if kind == "char" else PHONEME_SYMBOLS
         self.symbols = tuple(symbols) if symbols is not None else default
         if len(set(self.symbols)) != len(self.symbols) or set(self.symbols) & set(SPECIALS):
@@ -352,7 +376,7 @@ class TextFrontend:
     @property
     def vocab_size(self) -> int:
         """Number of ids, specials included (an embedding table needs this many rows)."""
-        return len(self._id_to_symbol)
+        return self._bpe.vocab_size if self._bpe is not None else len(self._id_to_symbol)
 
     pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
 
@@ -362,13 +386,30 @@ class TextFrontend:
         if isinstance(text, str) and len(text) > 4 * self.max_chars:
             # Refused before any work: normalising never shrinks text this much.
             raise BadTextError(f"text is too long ({len(text)} characters > {self.max_chars}); split it into sentences")
-        norm = normalize_text(text)
+        norm = self._normalize_bpe_text(text) if self._bpe is not None else normalize_text(text)
         if not any(ch.isalpha() for ch in norm):
             raise BadTextError(f"text is empty after normalisation: {text[:60]!r}")
         if len(norm) > self.max_chars:
             raise BadTextError(f"text is too long ({len(norm)} characters after normalisation > "
                                f"{self.max_chars}); split it into sentences")
         return norm
+
+    def _normalize_bpe_text(self, text: str) -> str:
+        """Whisper BPE input: Latin-script pieces normalised as English, tags and other scripts kept."""
+        if not isinstance(text, str):
+            raise BadTextError(f"text must be a string, got {type(text).__name__}")
+        pieces = self._bpe.split_specials(text.strip())
+        out = []
+        for i, (piece, special) in enumerate(pieces):
+            if special or not any(ch.isalnum() for ch in piece) or not _latin_script(piece):
+                out.append(piece)
+                continue
+            norm = normalize_text(piece, keep_case=True)
+            # Keep a word break that stood next to a tag ("<|en|> Hello" -> "<|en|> hello").
+            lead = " " if out and piece[:1].isspace() else ""
+            trail = " " if i + 1 < len(pieces) and piece[-1:].isspace() else ""
+            out.append(lead + norm + trail if norm else lead)
+        return "".join(out)
 
     def _check_chars(self, norm: str) -> None:
         unknown = {ch for ch in norm if ch not in CHAR_SYMBOLS}
@@ -382,6 +423,8 @@ class TextFrontend:
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """`tokenize` for many texts; the phoneme mode calls espeak-ng once for all of them."""
+        if self._bpe is not None:
+            return [self._bpe.pieces(ids) for ids in self.encode_batch(texts)]
         norms = [self.normalize(t) for t in texts]
         for norm in norms:
             self._check_chars(norm)
@@ -416,6 +459,10 @@ class TextFrontend:
 
     def encode_batch(self, texts: Sequence[str], add_bos_eos: bool = False) -> list[list[int]]:
         """`encode` for many texts (one espeak-ng call in phoneme mode)."""
+        if self._bpe is not None:
+            if add_bos_eos:
+                raise BadTextError("the whisper_bpe frontend has no <bos>/<eos> ids of its own (its ids are the BPE's)")
+            return [self._bpe.encode(self.normalize(t)) for t in texts]
         out = []
         for tokens in self.tokenize_batch(texts):
             ids = [self._ids[s] for s in tokens]
@@ -423,7 +470,10 @@ class TextFrontend:
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Ids -> the symbol string (pad/bos/eos skipped): normalised text, or IPA with spaces."""
+        """Ids -> the symbol string (pad/bos/eos skipped): normalised text, or IPA with spaces
+        (whisper_bpe: the BPE's text, special tags included)."""
+        if self._bpe is not None:
+            return self._bpe.decode(ids)
         symbols = []
         for i in ids:
             i = int(i)
@@ -436,6 +486,9 @@ class TextFrontend:
     # -- persistence
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this frontend with identical ids (store it with a model)."""
+        if self._bpe is not None:
+            return {"kind": self.kind, "max_chars": self.max_chars, "vocab_size": self.vocab_size,
+                    "format": FORMAT_VERSION}
         return {"kind": self.kind, "max_chars": self.max_chars, "voice": self.voice,
                 "specials": list(SPECIALS), "symbols": list(self.symbols), "format": FORMAT_VERSION}
 
@@ -446,6 +499,12 @@ class TextFrontend:
             raise BadTextError(f"saved frontend has specials {data.get('specials')}, expected {list(SPECIALS)}")
         if int(data.get("format", FORMAT_VERSION)) > FORMAT_VERSION:
             raise BadTextError(f"saved frontend format {data['format']} is newer than this VoxTok ({FORMAT_VERSION})")
+        if data.get("kind") == "whisper_bpe":
+            frontend = cls("whisper_bpe", int(data.get("max_chars", DEFAULT_MAX_CHARS)))
+            if int(data.get("vocab_size", frontend.vocab_size)) != frontend.vocab_size:
+                raise BadTextError(f"saved whisper_bpe frontend has {data['vocab_size']} ids, the installed "
+                                   f"openai-whisper vocabulary {frontend.vocab_size}")
+            return frontend
         return cls(data["kind"], int(data.get("max_chars", DEFAULT_MAX_CHARS)), data.get("symbols"),
                    data.get("voice", ESPEAK_VOICE))
 

@@ -4,10 +4,16 @@ Sequence layout (one item; CosyVoice v1):
 
     [sos] [spk] TextEnc(prompt_text + text) [task] [prompt speech tokens] -> speech tokens ... EOS
 
-`sos` and `task` are two learned vectors, `spk` is the L2-normalised speaker x-vector through a
-Linear layer, the text goes through a non-causal transformer encoder, speech tokens through an
-embedding table of the V codes; a causal decoder-only backbone (Qwen2 or Llama from
-transformers, fed with `inputs_embeds`) predicts the next speech token or EOS (id V).
+`sos` and `task` are two learned vectors, `spk` is the L2-normalised speaker x-vector (spk_dim:
+192 for CAM++, 256 for resemblyzer) through a Linear layer, the text goes through a text encoder,
+speech tokens through an embedding table of the V codes; a causal decoder-only backbone (fed with
+`inputs_embeds`) predicts the next speech token or EOS (id V). This is CosyVoice v1's layout.
+Two builds of the stacks:
+- from-scratch configs: a non-causal pre-norm transformer text encoder (`text_encoder.kind:
+  transformer`) and a Qwen2 or Llama backbone from transformers;
+- CosyVoice-300M's own (`text_encoder.kind: conformer`, `backbone.kind: espnet`): its causal
+  relative-position Conformer and ESPnet relative-position transformer (`voxtok.tts.cosyvoice_lm`),
+  so its released llm.pt loads key for key (`voxtok.convert.cosyvoice_llm`).
 Training uses an empty prompt: the whole utterance's tokens are the target; the loss is cross
 entropy on the speech-token positions and EOS only.
 
@@ -33,31 +39,38 @@ from voxtok.nn.modes import eval_mode
 from voxtok.nn.positions import sinusoids
 from voxtok.nn.sampling import item_generators
 from voxtok.registry import SavesPretrained, register
+from voxtok.tts.cosyvoice_lm import CONFORMER_TEXT_KEYS, ESPNET_BACKBONE_KEYS, conformer_text_encoder, espnet_backbone
 
 IGNORE_INDEX = -100
 SOS, TASK = 0, 1  # rows of the special-embedding table
 
-BACKBONE_KEYS = ("kind", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
-                 "max_positions", "rope_theta", "attention_dropout", "rms_norm_eps", "attn_implementation")
+TRANSFORMERS_BACKBONE_KEYS = ("kind", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                              "max_positions", "rope_theta", "attention_dropout", "rms_norm_eps", "attn_implementation")
+# Every key some backbone kind takes; each kind's builder checks its own.
+BACKBONE_KEYS = tuple(dict.fromkeys(TRANSFORMERS_BACKBONE_KEYS + ESPNET_BACKBONE_KEYS))
+BACKBONE_KINDS = ("qwen2", "llama", "espnet")
 
 
 def build_causal_backbone(cfg: dict[str, Any], where: str = "backbone"):
-    """A randomly initialised transformers decoder (Qwen2Model or LlamaModel) without LM head.
+    """A randomly initialised causal decoder without token table or LM head.
 
-    `cfg`: kind ("qwen2" | "llama"), hidden_size, num_layers, num_heads, intermediate_size and
-    optional num_kv_heads (default num_heads), max_positions (4096), rope_theta (10000),
-    attention_dropout (0), rms_norm_eps (1e-6), attn_implementation ("sdpa").
+    `cfg`: kind ("qwen2" | "llama" from transformers, or "espnet": CosyVoice v1's relative-position
+    transformer, options in `voxtok.tts.cosyvoice_lm.espnet_backbone`), hidden_size, num_layers,
+    num_heads, intermediate_size; for qwen2 / llama optional num_kv_heads (default num_heads),
+    max_positions (4096), rope_theta (10000), attention_dropout (0), rms_norm_eps (1e-6),
+    attn_implementation ("sdpa").
     Call it with `inputs_embeds` [B, T, hidden_size] (+ attention_mask [B, T], position_ids,
-    past_key_values); it has no token table: callers embed their own inputs. `where` names the
-    block in messages.
+    past_key_values, use_cache); callers embed their own inputs. `where` names the block in messages.
     """
+    kind = require_mapping(cfg, where).get("kind", "qwen2")
+    if kind not in BACKBONE_KINDS:
+        raise BadConfigError(f"unknown backbone kind '{kind}' (choose from {sorted(BACKBONE_KINDS)})")
+    if kind == "espnet":
+        return espnet_backbone(cfg, where)
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
     kinds = {"qwen2": (Qwen2Config, Qwen2Model), "llama": (LlamaConfig, LlamaModel)}
-    check_keys(require_mapping(cfg, where), BACKBONE_KEYS, where)
-    kind = cfg.get("kind", "qwen2")
-    if kind not in kinds:
-        raise BadConfigError(f"unknown backbone kind '{kind}' (choose from {sorted(kinds)})")
+    check_keys(cfg, TRANSFORMERS_BACKBONE_KEYS, where)
     for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
         if int(cfg.get(key, 0)) < 1:
             raise BadConfigError(f"backbone.{key} must be >= 1, got {cfg.get(key)}")
@@ -91,8 +104,9 @@ class SamplingConfig:
 
     A token is drawn from the smallest set of most likely tokens whose probability reaches
     `top_p` (at most `top_k`); if it already occurs >= `win_size * tau_r` times in the last
-    `win_size` generated tokens, it is redrawn from the full distribution. `win_size=0` turns
-    RAS off; `top_k=1, win_size=0` is greedy decoding.
+    `win_size` generated tokens, it is redrawn from the full distribution without it (CosyVoice's
+    `ras_sampling` since upstream commit f2ddcbe, 2026-02). `win_size=0` turns RAS off;
+    `top_k=1, win_size=0` is greedy decoding. The defaults are CosyVoice-300M's.
     """
 
     top_p: float = 0.8
@@ -121,8 +135,11 @@ class SamplingConfig:
 class TextToTokenLMConfig:
     """Sizes of the text-to-speech-token LM (defaults: CosyVoice-300M's LLM on a Qwen2 backbone).
 
-    text_encoder: dim, layers, heads, ffn_dim, dropout (non-causal transformer, pre-norm).
+    text_encoder: kind "transformer" (default: non-causal pre-norm transformer; dim, layers, heads,
+    ffn_dim, dropout) or "conformer" (CosyVoice v1's causal relative-position Conformer; also
+    attn_dropout, causal, layer_norm_eps: `voxtok.tts.cosyvoice_lm.conformer_text_encoder`).
     backbone: options of `build_causal_backbone`; its hidden_size is the LM width.
+    spk_dim: the speaker vector's size (192: CAM++ x-vectors, as CosyVoice; 256: resemblyzer).
     min/max_token_text_ratio: generated tokens per target-text id (EOS is suppressed before the
     minimum; decoding stops at the maximum).
     tokenizer: what made the speech tokens (name, frame_rate, ...), recorded for synthesis.
@@ -170,7 +187,8 @@ class TextToTokenLMConfig:
 
 # The keys each nested block of the LLM config may hold.
 LLM_BLOCK_KEYS: dict[str, tuple[str, ...]] = {
-    "text_encoder": ("dim", "layers", "heads", "ffn_dim", "dropout"),
+    "text_encoder": tuple(dict.fromkeys(("kind", "dim", "layers", "heads", "ffn_dim", "dropout")
+                                        + CONFORMER_TEXT_KEYS)),
     "backbone": BACKBONE_KEYS,
     "sampling": tuple(f.name for f in fields(SamplingConfig)),
     "tokenizer": ("name", "frame_rate", "checkpoint_hash"),  # what made the speech tokens
@@ -212,6 +230,22 @@ class TextEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=pad)
         return self.out_proj(self.final_norm(x))
+
+
+def build_text_encoder(cfg: dict[str, Any], vocab_size: int, embed_dim: int, out_dim: int,
+                       where: str = "llm.text_encoder") -> nn.Module:
+    """The text encoder a `text_encoder` block names (see TextToTokenLMConfig): ids [B, L] +
+    lengths [B] -> [B, L, out_dim]."""
+    kind = cfg.get("kind") or "transformer"
+    if kind == "conformer":
+        return conformer_text_encoder({k: v for k, v in cfg.items() if v is not None}, vocab_size, embed_dim,
+                                      out_dim, where)
+    if kind != "transformer":
+        raise BadConfigError(f"{where}.kind must be transformer or conformer, got {kind!r}")
+    check_keys(cfg, ("kind", "dim", "layers", "heads", "ffn_dim", "dropout"), where)
+    enc = {"dropout": 0.1, **cfg}
+    return TextEncoder(vocab_size, embed_dim, int(enc["dim"]), int(enc["layers"]), int(enc["heads"]),
+                       int(enc["ffn_dim"]), out_dim, float(enc["dropout"]))
 
 
 @dataclass
@@ -306,9 +340,8 @@ class TextToTokenLM(SavesPretrained, nn.Module):
         self.width = width
         self.vocab = int(config.speech_vocab_size)
         self.eos = self.vocab
-        enc = {"dropout": 0.1, **config.text_encoder}
-        self.text_encoder = TextEncoder(config.text_vocab_size, config.text_embed_dim, int(enc["dim"]), int(enc["layers"]),
-                                        int(enc["heads"]), int(enc["ffn_dim"]), width, float(enc["dropout"]))
+        self.text_encoder = build_text_encoder(config.text_encoder, config.text_vocab_size, config.text_embed_dim,
+                                               width)
         self.spk_proj = nn.Linear(config.spk_dim, width)
         self.special = nn.Embedding(2, width)  # sos, task id
         self.speech_embedding = nn.Embedding(self.vocab, width)
@@ -437,7 +470,12 @@ class TextToTokenLM(SavesPretrained, nn.Module):
         if sampling.win_size > 0 and history:
             window = history[-int(sampling.win_size):]
             if sum(1 for t in window if t == choice) >= sampling.win_size * sampling.tau_r:
-                choice = int(torch.multinomial(probs, 1, generator=generator))
+                # Redraw without the repeated token, from the full distribution (one draw over all
+                # V+1 ids, as the reference, so a seed gives the reference's tokens).
+                others = logits.detach().float().cpu().clone()
+                others[choice] = -float("inf")
+                if bool(torch.isfinite(others).any()):  # else nothing else is possible: keep it
+                    choice = int(torch.multinomial(others.softmax(-1), 1, generator=generator))
         return choice
 
     def _prepare(self, text_ids, spk_emb, prompt_text_ids, prompt_tokens):

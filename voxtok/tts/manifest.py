@@ -6,6 +6,7 @@
     vocoder: vocoder/model
     tokenizer: ../s3/model      # the speech tokenizer the LLM/flow were trained on
     speakers: ../../dump/mini/spk/train   # optional: spk2embedding store for `sft` mode
+    speaker_encoder: ../speaker/campplus.onnx   # optional: CAM++ prompt x-vectors (default resemblyzer)
 
 Part paths are stored relative to the manifest's folder (so an exp dir can be moved) and read back
 as absolute paths. Which parts a model needs is the pipeline class's business (`check_manifest`);

@@ -4,6 +4,11 @@ A pipeline is registered as `voxtok.registry.register("pipeline", name)` and loa
 (voxtok/tts/manifest.py) by `voxtok.registry.load(manifest)`. Its class attributes say what it can
 do (modes, streaming, classifier-free guidance, prompt length); the CLI and the demo read them, and
 `TTSPipeline.check_options` is the one place a request is checked against them.
+
+Manifest parts read here: a vocoder (`load_vocoder`: any registered tts vocoder, `mel_vocoder` or
+`hift`), stored voices (`speakers`: a folder holding a spk2embedding store) and, for pipelines that
+list it, the prompt speaker encoder (`speaker_encoder`: a campplus.onnx file or a folder holding one,
+for models conditioned on CAM++ x-vectors; without it prompts get resemblyzer d-vectors).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ class Prompt:
     """A reference utterance prepared for cloning.
 
     wav [1, T] at `sample_rate`; mel [n_mels, F] at the flow's mel rate (None when unused);
-    spk_emb [256]; text: its transcript or None (cross-lingual); tokens [N] speech tokens or None.
+    spk_emb [spk_dim] (256 resemblyzer, 192 CAM++); text: its transcript or None (cross-lingual);
+    tokens [N] speech tokens or None.
     """
 
     wav: torch.Tensor
@@ -53,7 +59,7 @@ def check_prompt_audio(wav: torch.Tensor, sample_rate: int, name: object, min_se
 
 
 class SpeakerTable:
-    """Stored voices for `sft` mode: speaker id -> embedding [256] (a spk2embedding ShardStore)."""
+    """Stored voices for `sft` mode: speaker id -> embedding [dim] (a spk2embedding ShardStore)."""
 
     def __init__(self, store_dir: str | os.PathLike | None):
         self.store = None
@@ -62,16 +68,52 @@ class SpeakerTable:
 
             self.store = ShardStore(Path(store_dir) / "spk2embedding")
 
+    @property
+    def dim(self) -> int | None:
+        """Size of the stored vectors as the store's meta.json records it (None: no store, or not recorded)."""
+        dim = self.store.meta.get("dim") if self.store is not None else None
+        return int(dim) if isinstance(dim, int) else None
+
     def ids(self) -> list[str]:
         """The stored speaker ids, sorted."""
         return sorted(self.store.keys()) if self.store is not None else []
 
     def embedding(self, speaker: str) -> torch.Tensor:
-        """[256] embedding of `speaker`, or UnknownSpeakerError listing a few known ids."""
+        """[dim] embedding of `speaker`, or UnknownSpeakerError listing a few known ids."""
         if self.store is None or speaker not in self.store:
             known = ", ".join(self.ids()[:8]) or "none stored"
             raise UnknownSpeakerError(f"unknown speaker '{speaker}' (known: {known})")
         return torch.from_numpy(self.store[speaker].astype("float32")).reshape(-1)
+
+
+def load_vocoder(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """The vocoder checkpoint at `path`: any registered tts model that turns a log mel into audio
+    (`mel_vocoder`, `hift`: `sample_rate`, `hop_length`, `n_mels`, `mel_config`, `mel(wav)`,
+    `num_samples(frames)`, `vocoder(mel [B, n_mels, T']) -> [B, 1, T]`); another model is a one-line error."""
+    from voxtok.registry import load, registered
+
+    model = load(path, map_location, kind="tts")
+    if not is_vocoder(model):
+        names = ", ".join(n for n, c in sorted(registered("tts").items()) if is_vocoder(c))
+        raise BadConfigError(f"checkpoint holds tts '{model.registry_name}', not a vocoder ({names})", path)
+    return model
+
+
+def is_vocoder(model: Any) -> bool:
+    """Whether a model has the vocoder contract of `load_vocoder` (a class: its methods)."""
+    methods = all(callable(getattr(model, name, None)) for name in ("mel", "num_samples"))
+    return methods and (isinstance(model, type) or
+                        all(hasattr(model, name) for name in ("sample_rate", "hop_length", "n_mels", "mel_config")))
+
+
+def open_prompt_speaker_encoder(path: str | os.PathLike | None):
+    """The manifest's `speaker_encoder` part: CAM++ from a campplus.onnx file (or a folder holding one);
+    None (no such part): None, and prompts take resemblyzer d-vectors."""
+    if path is None:
+        return None
+    from voxtok.tts.speaker import open_speaker_encoder
+
+    return open_speaker_encoder(f"campplus:{path}")
 
 
 def log_mel(wav: torch.Tensor, sample_rate: int, config: MelConfig) -> torch.Tensor:
@@ -99,6 +141,9 @@ class StreamingVocoder:
     final, the rest a look-ahead tail the next chunk will redo); the vocoder also sees
     `context_frames` of already-final mel on the left so chunk edges have no onset artefact.
     The look-ahead tail's audio is held back and cross-faded with the next chunk's start.
+    A vocoder with an excitation signal (HiFT: `synthesize(mel, cache_source=...)`) gets the
+    excitation it made for the context frames back, as CosyVoice's streaming carries it, so the source
+    keeps its phase across chunk joins.
     """
 
     def __init__(self, vocoder, context_frames: int = 8):
@@ -107,6 +152,8 @@ class StreamingVocoder:
         self.context_frames = int(context_frames)
         self.history = None  # final mel frames so far [n_mels, H]
         self.pending = None  # audio of the previous look-ahead tail
+        self.carries_source = callable(getattr(vocoder, "synthesize", None))
+        self.source = None  # excitation of the last `context_frames` final frames [1, 1, n * hop]
 
     @torch.no_grad()
     def push(self, mel: torch.Tensor, keep_frames: int) -> torch.Tensor:
@@ -114,7 +161,14 @@ class StreamingVocoder:
         ctx = self.history[:, -self.context_frames:] if self.history is not None and self.context_frames else None
         n_ctx = 0 if ctx is None else ctx.shape[-1]
         full = mel if ctx is None else torch.cat([ctx, mel], dim=-1)
-        audio = self.vocoder(full[None].float())[0, 0, n_ctx * self.hop:]
+        if self.carries_source:
+            audio, source = self.vocoder.synthesize(full[None].float(), cache_source=self.source)
+            # The context frames and the kept ones are final: their excitation is the next chunk's cache.
+            final = source[..., : (n_ctx + keep_frames) * self.hop]
+            self.source = final[..., max(0, final.shape[-1] - self.context_frames * self.hop):]
+            audio = audio[0, 0, n_ctx * self.hop:]
+        else:
+            audio = self.vocoder(full[None].float())[0, 0, n_ctx * self.hop:]
         head, tail = audio[: keep_frames * self.hop], audio[keep_frames * self.hop:]
         if self.pending is not None and self.pending.numel():
             n = min(self.pending.numel(), head.numel())
@@ -144,6 +198,7 @@ class TTSPipeline:
     required_parts: ClassVar[tuple[str, ...]] = ()  # manifest entries (checkpoint folders)
     optional_parts: ClassVar[tuple[str, ...]] = ("speakers",)
     _speaker_encoder = None
+    spk_dim: int | None = None  # the speaker vector size the models take (None: not checked)
 
     @classmethod
     def check_options(cls, mode: str, streaming: bool = False, cfg_strength: float | None = None) -> None:
@@ -175,7 +230,7 @@ class TTSPipeline:
 
     @property
     def speaker_encoder(self):
-        """The resemblyzer d-vector model (loaded on first use)."""
+        """The prompt speaker encoder: the manifest's (CAM++), else resemblyzer's d-vector model (loaded on first use)."""
         if self._speaker_encoder is None:
             from voxtok.tts.speaker import SpeakerEncoder
 
@@ -189,9 +244,26 @@ class TTSPipeline:
         Silent, too short (< min_prompt_seconds) or too long (> max_prompt_seconds) audio raises BadAudioError.
         """
         wav = check_prompt_audio(wav, sample_rate, name, self.min_prompt_seconds, self.max_prompt_seconds)
+        self.check_speaker_encoder()
         spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
         return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text,
                       mel=log_mel(wav, sample_rate, self.mel_config))
+
+    def check_speaker_encoder(self) -> None:
+        """BadConfigError unless the prompt speaker encoder gives vectors of `spk_dim` (checked without
+        loading resemblyzer: its d-vectors are 256-d)."""
+        if self.spk_dim is None:
+            return
+        if self._speaker_encoder is not None:
+            dim, what = int(self._speaker_encoder.dim), "the manifest's speaker_encoder"
+        else:
+            from voxtok.tts.speaker import EMBEDDING_DIM
+
+            dim, what = EMBEDDING_DIM, "resemblyzer (the default prompt encoder)"
+        if dim != self.spk_dim:
+            raise BadConfigError(f"the model takes {self.spk_dim}-d speaker vectors but {what} gives {dim}-d: name "
+                                 "the encoder the model was trained with in the manifest (speaker_encoder: "
+                                 "campplus.onnx for CAM++ x-vectors)")
 
     def synthesize_batch(self, texts, prompts, mode="zero_shot", speakers=None, **kw) -> list[torch.Tensor]:
         raise NotImplementedError

@@ -1,14 +1,17 @@
-"""Speaker embeddings for TTS conditioning: resemblyzer d-vectors (256-d, L2-normalised, 16 kHz).
+"""Speaker embeddings for TTS conditioning: resemblyzer d-vectors (256-d, L2-normalised, 16 kHz),
+or CosyVoice's CAM++ x-vectors (192-d, from campplus.onnx: voxtok/tts/campplus.py).
 
 `SpeakerEncoder` wraps resemblyzer's pretrained LSTM (its weights ship inside the package, so
-nothing is downloaded). `compute_embeddings(data_dir, out_dir)` writes two shard stores (see
-voxtok/data/shards.py) that the TTS datasets read:
+nothing is downloaded); `open_speaker_encoder(spec)` gives it ("resemblyzer") or CAM++
+("campplus:FILE"), both with the same API. `compute_embeddings(data_dir, out_dir, encoder=spec)`
+writes two shard stores (see voxtok/data/shards.py) that the TTS datasets read:
 
-    out_dir/utt2embedding   utterance id -> float32 [256]
-    out_dir/spk2embedding   speaker id   -> float32 [256], the L2-normalised mean of the
+    out_dir/utt2embedding   utterance id -> float32 [dim] (256 resemblyzer, 192 CAM++)
+    out_dir/spk2embedding   speaker id   -> float32 [dim], the L2-normalised mean of the
                             speaker's utterance embeddings (CosyVoice's spk2embedding)
 
-Arrays are 1-D ([256], `ndim` 1). A killed run resumes: utterances already stored are skipped.
+Arrays are 1-D ([dim], `ndim` 1); the stores' meta.json names the model. A killed run resumes:
+utterances already stored are skipped (with the same encoder only).
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 from voxtok.atomic import atomic_dir
-from voxtok.audio import resample, validate_waveform
+from voxtok.audio import mono_speech
 from voxtok.data.dataset import load_utterance
 from voxtok.data.kaldi import DataDir
 from voxtok.data.shards import ShardStore, ShardWriter
-from voxtok.errors import BadAudioError, BadDataDirError
+from voxtok.errors import BadAudioError, BadConfigError, BadDataDirError
 
 EMBEDDING_DIM = 256
 SAMPLE_RATE = 16000
@@ -35,6 +38,7 @@ MIN_SECONDS = 0.25  # input shorter than this cannot say much about a voice
 MIN_VOICED_SECONDS = 0.1  # what must be left after resemblyzer's voice activity trimming
 UTT_STORE, SPK_STORE = "utt2embedding", "spk2embedding"
 STORE_META = {"model": "resemblyzer-d-vector", "dim": EMBEDDING_DIM, "sample_rate": SAMPLE_RATE, "layout": "[dim]"}
+STORE_MODELS = (STORE_META["model"], "campplus")  # what `store_meta["model"]` of an encoder may say
 # Small shards: a killed run loses at most this many utterances of work.
 SHARD_ITEMS = 200
 
@@ -64,6 +68,7 @@ class SpeakerEncoder:
 
     dim = EMBEDDING_DIM
     sample_rate = SAMPLE_RATE
+    store_meta = STORE_META  # what a store made with this encoder records about it
 
     def __init__(self, device: str = "cpu"):
         self.device = str(device)
@@ -73,13 +78,7 @@ class SpeakerEncoder:
         """[T] / [1, T] audio at `sr` -> preprocessed float32 [T'] at 16 kHz, or BadAudioError."""
         from resemblyzer import preprocess_wav
 
-        x = torch.as_tensor(wav.detach().cpu() if isinstance(wav, torch.Tensor) else np.asarray(wav)).float()
-        if x.dim() == 2 and x.shape[0] == 1:
-            x = x[0]
-        if x.dim() != 1:
-            raise BadAudioError(f"speaker embedding needs mono audio [1, T], got shape {tuple(x.shape)}", name)
-        validate_waveform(x, sr, name, min_seconds=MIN_SECONDS)
-        speech = preprocess_wav(resample(x, sr, SAMPLE_RATE).numpy())
+        speech = preprocess_wav(mono_speech(wav, sr, SAMPLE_RATE, name, MIN_SECONDS).numpy())
         if len(speech) < MIN_VOICED_SECONDS * SAMPLE_RATE:
             raise BadAudioError(f"less than {MIN_VOICED_SECONDS} s of speech left after voice activity "
                                 f"trimming: cannot embed the speaker", name)
@@ -125,23 +124,44 @@ class SpeakerEncoder:
         return self.embed_batch([wav], sr, [name])[0]
 
 
+def _parse_encoder_spec(spec: str) -> tuple[str, str | None]:
+    """"resemblyzer" | "campplus:FILE" -> (kind, path); anything else is a one-line BadConfigError."""
+    kind, _, path = str(spec).partition(":")
+    if (kind, bool(path)) not in (("resemblyzer", False), ("campplus", True)):
+        raise BadConfigError(f"unknown speaker encoder '{spec}' (choose resemblyzer or campplus:FILE, FILE being "
+                             f"campplus.onnx or a CosyVoice release folder)")
+    return kind, path or None
+
+
+def open_speaker_encoder(spec: str = "resemblyzer", device: str = "cpu"):
+    """The embedding model `spec` names: "resemblyzer" (SpeakerEncoder, 256-d d-vectors) or
+    "campplus:FILE" (CamPlusEncoder, CosyVoice's 192-d CAM++ from campplus.onnx or a release folder).
+    Both have `dim`, `store_meta`, `prepare`, `embed_prepared`, `embed_batch` and `embed_utterance`."""
+    kind, path = _parse_encoder_spec(spec)
+    if kind == "resemblyzer":
+        return SpeakerEncoder(device)
+    from voxtok.tts.campplus import CamPlusEncoder
+
+    return CamPlusEncoder(path, device)
+
+
 def _mean_direction(vectors: Sequence[np.ndarray]) -> np.ndarray:
     mean = np.mean(np.stack(vectors), axis=0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 def _embed_share(data_dir: str, out_dir: str, rank: int, nj: int, batch_size: int, device: str,
-                 progress: bool) -> tuple[int, dict[str, str]]:
+                 progress: bool, encoder_spec: str = "resemblyzer") -> tuple[int, dict[str, str]]:
     """Embed the utterances `rank`, `rank + nj`, ... that the store lacks.
 
     Returns (number stored, {utt: reason} for utterances skipped as unusable audio).
     """
     torch.set_num_threads(1)
     data = DataDir.load(data_dir)
-    writer = ShardWriter(Path(out_dir) / UTT_STORE, STORE_META, dtype="float32", shard_items=SHARD_ITEMS,
+    encoder = open_speaker_encoder(encoder_spec, device)
+    writer = ShardWriter(Path(out_dir) / UTT_STORE, encoder.store_meta, dtype="float32", shard_items=SHARD_ITEMS,
                          rank=rank, resume=True, expect_ndim=1)
     todo = [u for u in data.utts[rank::nj] if u not in writer]
-    encoder = SpeakerEncoder(device)
     stored, failed = 0, {}
     with writer:
         for start in tqdm(range(0, len(todo), batch_size), desc=f"speaker embeddings (job {rank + 1}/{nj})",
@@ -168,9 +188,10 @@ def _write_speaker_store(data: DataDir, out_dir: Path) -> list[str]:
     Returns the speakers left out because none of their utterances has an embedding.
     """
     utt_store = ShardStore(out_dir / UTT_STORE)
+    meta = {k: v for k, v in utt_store.meta.items() if k != "dtype"}  # the encoder's; the writer adds dtype
     empty = []
     with atomic_dir(out_dir / SPK_STORE) as tmp:
-        with ShardWriter(tmp, {**STORE_META, "level": "speaker"}, dtype="float32", shard_items=100_000,
+        with ShardWriter(tmp, {**meta, "level": "speaker"}, dtype="float32", shard_items=100_000,
                          resume=False, expect_ndim=1) as writer:
             for spk, utts in sorted(data.spk2utt.items()):
                 vectors = [utt_store[u] for u in utts if u in utt_store]
@@ -182,21 +203,30 @@ def _write_speaker_store(data: DataDir, out_dir: Path) -> list[str]:
 
 
 def compute_embeddings(data_dir: str | os.PathLike, out_dir: str | os.PathLike, nj: int = 1,
-                       batch_size: int = 16, device: str = "cpu", progress: bool = True) -> dict[str, str]:
+                       batch_size: int = 16, device: str = "cpu", progress: bool = True,
+                       encoder: str = "resemblyzer") -> dict[str, str]:
     """Write utt2embedding and spk2embedding stores for every utterance of a Kaldi data dir.
+
+    `encoder` picks the model (`open_speaker_encoder`): "resemblyzer" or "campplus:FILE".
 
     `nj` parallel processes (each with its own model and shard files) share the utterances.
     Resumable: utterances already in out_dir/utt2embedding are skipped. Unusable audio (silent,
     too short, unreadable) is skipped and reported, like the tokenize stage does; the return
     value maps each skipped utterance to its one-line reason.
     """
+    kind, path = _parse_encoder_spec(encoder)
+    if kind == "campplus":  # a missing file is reported here, not from inside the worker processes
+        from voxtok.tts.campplus import campplus_path
+
+        if not campplus_path(path).is_file():
+            raise BadConfigError("CAM++ speaker model not found (expected campplus.onnx or a folder holding it)", path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = DataDir.load(data_dir)
     if not data.utts:
         raise BadDataDirError("data dir has no utterances", data_dir)
     nj = max(1, min(int(nj), len(data.utts)))
-    args = [(str(data_dir), str(out), r, nj, int(batch_size), device, progress) for r in range(nj)]
+    args = [(str(data_dir), str(out), r, nj, int(batch_size), device, progress, encoder) for r in range(nj)]
     if nj == 1:
         results = [_embed_share(*args[0])]
     else:
@@ -220,7 +250,7 @@ def compute_embeddings(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
 
 class SpeakerEmbeddings(NamedTuple):
-    """The two stores `compute_embeddings` writes; each maps a key to float32 [256] (dict-like:
+    """The two stores `compute_embeddings` writes; each maps a key to float32 [dim] (dict-like:
     `store[key]`, `key in store`, `keys()`, `items()`)."""
 
     utt2embedding: ShardStore
@@ -235,8 +265,10 @@ def load_embeddings(out_dir: str | os.PathLike) -> SpeakerEmbeddings:
         if not (out / name / "meta.json").is_file():
             raise BadDataDirError(f"no {name} store here: run the speaker-embedding stage first", out)
         store = ShardStore(out / name)
-        if store.meta.get("dim") != EMBEDDING_DIM or store.meta.get("model") != STORE_META["model"]:
+        if store.meta.get("model") not in STORE_MODELS or not isinstance(store.meta.get("dim"), int):
             raise BadDataDirError(f"{name} holds {store.meta.get('model')} vectors of dim {store.meta.get('dim')}, "
-                                  f"expected {STORE_META['model']} dim {EMBEDDING_DIM}", out / name)
+                                  f"expected one of {', '.join(STORE_MODELS)}", out / name)
+        if stores and (store.meta["model"], store.meta["dim"]) != (stores[0].meta["model"], stores[0].meta["dim"]):
+            raise BadDataDirError(f"{name} and {UTT_STORE} were made by different speaker encoders", out / name)
         stores.append(store)
     return SpeakerEmbeddings(*stores)

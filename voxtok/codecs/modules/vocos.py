@@ -41,7 +41,9 @@ class AdaLayerNorm(nn.Module):
         """x: [B, T, dim], cond_id: [B] / [] / [1] -> [B, T, dim]."""
         cond_id = torch.as_tensor(cond_id, device=x.device).long().reshape(-1, 1)  # [B or 1, 1]
         x = F.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.scale(cond_id) + self.shift(cond_id)
+        # The shift is added in place to the product (the product's own memory; mul's backward does
+        # not read it): one activation-sized tensor fewer, the same numbers.
+        return (x * self.scale(cond_id)).add_(self.shift(cond_id))
 
 
 class ConvNeXtBlock(nn.Module):
@@ -54,7 +56,8 @@ class ConvNeXtBlock(nn.Module):
         layer_scale_init_value: initial gain; None or <= 0 disables layer scale.
         adanorm_num_embeddings: if set, the norm is an AdaLayerNorm with that many ids.
 
-    Shapes: x [B, dim, T], cond_id [B] (only with AdaLayerNorm) -> [B, dim, T].
+    Shapes: x [B, dim, T], cond_id [B] (only with AdaLayerNorm) -> [B, dim, T]; `time_major` takes
+    and gives [B, T, dim], the layout VocosBackbone keeps through its stack.
     """
 
     def __init__(
@@ -77,12 +80,23 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond_id: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, dim, T] -> [B, dim, T]."""
-        h = self.dwconv(x).transpose(1, 2)  # [B, T, dim]: norms and Linears act on the last axis
+        return self.time_major(x.transpose(1, 2), cond_id).transpose(1, 2)
+
+    def time_major(self, x: torch.Tensor, cond_id: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, T, dim] -> [B, T, dim] (cond_id as in `forward`)."""
+        # The depthwise conv runs as a conv2d over [B, dim, 1, T] in channels-last memory, which is
+        # x's own [B, T, dim] memory when x is contiguous: its output comes out time-major, ready for
+        # the norm and the Linears, with no transposed copies (on CPU also a faster kernel than conv1d's).
+        conv = self.dwconv
+        h = F.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+                     padding=(0, conv.padding[0]), groups=conv.groups).squeeze(2).transpose(1, 2)
         h = _apply_norm(self.norm, h, cond_id)
         h = self.pwconv2(self.act(self.pwconv1(h)))
         if self.gamma is not None:
-            h = h * self.gamma
-        return x + h.transpose(1, 2)
+            # In place on pwconv2's own output (its backward does not read it); under autocast the
+            # output is narrower than the gain and the product is promoted, as out of place.
+            h = h.mul_(self.gamma) if h.dtype == self.gamma.dtype else h * self.gamma
+        return x + h
 
 
 def _make_norm(dim: int, adanorm_num_embeddings: int | None) -> nn.Module:
@@ -208,10 +222,10 @@ class VocosBackbone(nn.Module):
         x = self.embed(x)
         if self.pos_net is not None:
             x = self.pos_net(x)
-        x = _apply_norm(self.norm, x.transpose(1, 2), cond_id).transpose(1, 2)
+        x = _apply_norm(self.norm, x.transpose(1, 2), cond_id)  # [B, T', dim] from here on
         for block in self.convnext:
-            x = block(x, cond_id)
-        return self.final_layer_norm(x.transpose(1, 2))
+            x = block.time_major(x, cond_id)
+        return self.final_layer_norm(x)
 
 
 def _init_trunc_normal(module: nn.Module) -> None:
@@ -304,6 +318,14 @@ class ISTFTHead(nn.Module):
 
         Returns [B, 1, T' * hop_length] ("same"). Magnitudes above 1e2 are clipped.
         """
-        mag = log_mag.exp().clamp(max=1e2)
-        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-        return self.istft(spec).unsqueeze(1)
+        return self.istft(polar_spectrum(log_mag, phase)).unsqueeze(1)
+
+
+def polar_spectrum(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """Complex STFT frames from log-magnitudes and phases, both [B, F, T'] -> complex [B, F, T'].
+
+    The magnitude exp() is clipped at 1e2 (an early-training blow-up guard) and the value is built
+    from cos/sin of the phase, as the iSTFT heads of Vocos, WavTokenizer and HiFT do.
+    """
+    mag = log_mag.exp().clamp(max=1e2)
+    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
