@@ -121,3 +121,33 @@ def test_recipe_runs_gan_steps_and_exports(tmp_path):
         wrong = compose("train_vocoder", overrides=["tts=flow_tiny"])
     with pytest.raises(BadConfigError, match="not a vocoder"):
         train(wrong)
+
+
+def test_paper_config_weighs_the_mrd_by_a_tenth_as_vocos():
+    """vocoder_paper.yaml's `loss.families` give Vocos's GAN terms: with the `vocos` package's own loss
+    modules combined as its experiment.py does (mrd_loss_coeff 0.1 from its configs/vocos.yaml: the
+    discriminator's MRD loss, the generator's MRD loss and the MRD feature matching, each divided by the
+    number of sub-discriminators) on random logits and feature maps of 5 MPD and 3 MRD sub-discriminators."""
+    vocos_loss = pytest.importorskip("vocos.loss")
+    from voxtok.codecs.gan_config import read_gan_config
+    from voxtok.codecs.modules.losses import FamilyLoss, family_discriminator_loss, family_generator_losses
+
+    cfg = yaml.safe_load((CONFIG_DIR / "tts" / "vocoder_paper.yaml").read_text())
+    families = read_gan_config(cfg, MelVocoder.from_config(TINY).loss_names, "tts").loss_families()
+    assert families == {"mpd": FamilyLoss("hinge", 1.0, "mean", "mean"), "mrd": FamilyLoss("hinge", 0.1, "mean", "mean")}
+    torch.manual_seed(0)
+    counts = {"mpd": 5, "mrd": 3}
+    real, fake = ({n: [torch.randn(2, 40) for _ in range(k)] for n, k in counts.items()} for _ in range(2))
+    real_maps, fake_maps = ({n: [[torch.randn(2, 4, 9) for _ in range(4)] for _ in range(k)] for n, k in counts.items()}
+                            for _ in range(2))
+    d_total, _ = family_discriminator_loss(families, real, fake)
+    adv, fm, _ = family_generator_losses(families, fake, real_maps, fake_maps)
+    disc_loss, gen_loss, fm_loss = vocos_loss.DiscriminatorLoss(), vocos_loss.GeneratorLoss(), vocos_loss.FeatureMatchingLoss()
+    loss_mp, mp_parts, _ = disc_loss(real["mpd"], fake["mpd"])
+    loss_mrd, mrd_parts, _ = disc_loss(real["mrd"], fake["mrd"])
+    assert d_total.item() == pytest.approx((loss_mp / len(mp_parts) + 0.1 * loss_mrd / len(mrd_parts)).item(), rel=1e-6)
+    gen_mp, gen_mp_parts = gen_loss(fake["mpd"])
+    gen_mrd, gen_mrd_parts = gen_loss(fake["mrd"])
+    assert adv.item() == pytest.approx((gen_mp / len(gen_mp_parts) + 0.1 * gen_mrd / len(gen_mrd_parts)).item(), rel=1e-6)
+    want_fm = (fm_loss(real_maps["mpd"], fake_maps["mpd"]) / 5 + 0.1 * fm_loss(real_maps["mrd"], fake_maps["mrd"]) / 3)
+    assert fm.item() == pytest.approx(want_fm.item(), rel=1e-6)

@@ -14,7 +14,7 @@ What every such codec does the same way lives here once:
 
 A subclass builds `encoder` (with `hop_length`, `dimension`, `right_context_frames`), calls
 `init_quantizer`, and implements `synthesize(latent)`; it may override the hooks
-`encode_latent`, `training_latent`, `check_batch` and `training_output`.
+`encode_latent`, `training_latent`, `check_batch`, `training_synthesize` and `training_output`.
 """
 
 from __future__ import annotations
@@ -135,6 +135,11 @@ class AutoencoderCodec(Codec):
         frames = None if lengths is None else self.code_lengths(lengths)
         return self.encode_latent(self._pad_to_hop(wav)), frames
 
+    def training_synthesize(self, latent: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Latent [B, D, T'] -> audio [B, 1, T' * hop] in training; `batch` holds the entries
+        `check_batch` returned (a conditioning id, say)."""
+        return self.synthesize(latent)
+
     def training_output(self, recon: torch.Tensor, q: QuantizerOutput, frames: torch.Tensor | None,
                         batch: dict[str, Any]) -> GeneratorOutput:
         """Reconstruction [B, 1, T] and quantizer output -> unweighted losses {commit, codebook}
@@ -161,12 +166,12 @@ class AutoencoderCodec(Codec):
         batch = self.check_batch(batch)
         latent, frames = self.training_latent(wav, lengths, batch)
         if step < self.quantizer_warmup_steps:
-            recon = self.synthesize(latent)[..., : wav.shape[-1]]
+            recon = self.training_synthesize(latent, batch)[..., : wav.shape[-1]]
             zero = latent.new_zeros(())
             return GeneratorOutput(recon, {"commit": zero, "codebook": zero}, {})
         mask = None if frames is None else length_mask(frames, latent.shape[-1])
         q = self.quantizer(latent, mask=mask)
-        recon = self.synthesize(q.quantized)[..., : wav.shape[-1]]
+        recon = self.training_synthesize(q.quantized, batch)[..., : wav.shape[-1]]
         return self.training_output(recon, q, frames, batch)
 
     # -- the Codec API

@@ -9,7 +9,10 @@ cosine schedules are set by the `discriminators`, `loss` and `optim` config bloc
 (codecs/gan_config.py reads them). Adversarial and feature-matching terms are pooled over all
 sub-discriminators, or weighed per discriminator family with `loss.families` (WavTokenizer's
 reference weighting; see gan_config.py). Discriminators built with `num_embeddings` are conditioned
-on the generator's `bandwidth_id` (the AdaLN id WavTokenizer decodes with; 0 when it has none).
+on the generator's `bandwidth_id` (the AdaLN id WavTokenizer decodes with; 0 when it has none), or,
+when the generator has `train_bandwidth_ids` N > 0, on an id drawn uniformly from 0..N-1 at every
+training step, which conditions the generator's forward (its `bandwidth_id` batch entry) too, as the
+reference WavTokenizer trains. Validation uses the fixed id.
 
 Lightning counts every optimiser step in `global_step`; both optimisers step once per batch, so
 global_step = 2 x generator updates. Configs and logs speak of generator updates.
@@ -60,6 +63,7 @@ class GANModule(L.LightningModule):
         self.sample_rate = sample_rate
         self.discriminator = build_discriminators(gan.discriminators, **gan.discriminator_options)
         self.families = gan.loss_families()
+        self.train_bandwidth_ids = int(getattr(generator, "train_bandwidth_ids", 0) or 0)
         self.bandwidth_id = self._conditioning_id(generator)
         self.mel_weight = gan.mel.weight
         self.mel_loss = MultiResolutionMelLoss(sample_rate=sample_rate, base=gan.mel.base, **gan.mel.options)
@@ -82,11 +86,25 @@ class GANModule(L.LightningModule):
         if small:
             raise BadConfigError(f"the generator's bandwidth_id {bandwidth_id} is outside the discriminators' "
                                  f"num_embeddings {small}")
+        small = {name: n for name, n in tables.items() if self.train_bandwidth_ids > n}
+        if small:
+            raise BadConfigError(f"the generator draws training bandwidth ids 0..{self.train_bandwidth_ids - 1} "
+                                 f"(train_bandwidth_ids), more than the discriminators' num_embeddings {small}")
         return bandwidth_id
 
-    def discriminate(self, wav: torch.Tensor):
-        """(logits, features) of the discriminators for wav [B, 1, T] (see discriminators.py)."""
-        return self.discriminator(wav, self.bandwidth_id)
+    def draw_bandwidth_id(self) -> torch.Tensor | None:
+        """This training step's bandwidth id, [1] drawn uniformly from 0..train_bandwidth_ids - 1 (one
+        id for the whole batch, as the reference WavTokenizer draws), or None: the fixed id is used."""
+        if not self.train_bandwidth_ids:
+            return None
+        return torch.randint(self.train_bandwidth_ids, (1,), device=self.device)
+
+    def discriminate(self, wav: torch.Tensor, bandwidth_id: torch.Tensor | None = None):
+        """(logits, features) of the discriminators for wav [B, 1, T] (see discriminators.py), the
+        conditioned ones judging with `bandwidth_id` (default: the generator's fixed id)."""
+        if self.bandwidth_id is None:  # no discriminator is conditioned
+            return self.discriminator(wav)
+        return self.discriminator(wav, self.bandwidth_id if bandwidth_id is None else bandwidth_id)
 
     def by_family(self, values: list) -> dict[str, list]:
         """A per-sub-discriminator list -> family name -> its part ({"all": values} when pooled)."""
@@ -108,24 +126,28 @@ class GANModule(L.LightningModule):
         sched.step()
 
     # -- training
-    def generator_forward(self, batch: dict):
-        """The generator's training forward on a batch; extra entries go as keyword arguments."""
+    def generator_forward(self, batch: dict, bandwidth_id: torch.Tensor | None = None):
+        """The generator's training forward on a batch; extra entries go as keyword arguments, and a
+        drawn `bandwidth_id` (see `draw_bandwidth_id`) as one more."""
         extra = {k: v for k, v in batch.items() if k not in ("utts", "wav", "lengths")}
+        if bandwidth_id is not None:
+            extra["bandwidth_id"] = bandwidth_id
         return self.generator.training_forward(batch["wav"], batch["lengths"], step=int(self.updates), **extra)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         wav, lengths = batch["wav"], batch["lengths"]
-        out = self.generator_forward(batch)
+        bandwidth_id = self.draw_bandwidth_id()
+        out = self.generator_forward(batch, bandwidth_id)
         recon = out.recon
         adversarial = int(self.updates) >= self.disc_start
         logs: dict[str, float] = {}
 
         d_loss = None
         if adversarial:
-            real_logits, _ = self.discriminate(wav)
-            fake_logits, _ = self.discriminate(recon.detach())
+            real_logits, _ = self.discriminate(wav, bandwidth_id)
+            fake_logits, _ = self.discriminate(recon.detach(), bandwidth_id)
             d_loss, parts = family_discriminator_loss(self.families, self.by_family(real_logits),
                                                       self.by_family(fake_logits))
             logs["train/d_loss"] = float(d_loss.detach())
@@ -155,8 +177,8 @@ class GANModule(L.LightningModule):
             logs["train/stoi_loss"] = float(stoi_term.detach())
         if adversarial:
             with torch.no_grad():  # feature matching detaches the real side: no graph needed
-                _, real_feats = self.discriminate(wav)
-            fake_logits, fake_feats = self.discriminate(recon)
+                _, real_feats = self.discriminate(wav, bandwidth_id)
+            fake_logits, fake_feats = self.discriminate(recon, bandwidth_id)
             adv, fm, parts = family_generator_losses(self.families, self.by_family(fake_logits),
                                                      self.by_family(real_feats), self.by_family(fake_feats))
             g_loss = g_loss + self.adv_weight * adv + self.fm_weight * fm

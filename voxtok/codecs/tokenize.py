@@ -3,7 +3,8 @@ as `.vtk` files or a sharded token store.
 
 Utterances are sorted by length and batched with padding (`max_batch_seconds` of padded audio per
 batch); codes past each utterance's end are cut with `Codec.code_lengths`. A bad file is reported
-and skipped: the others are still encoded.
+with a one-line reason and skipped: the others are still encoded. Silent audio is valid input (a
+corpus has silent segments); only unreadable, empty, non-finite or too short audio is refused.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def encode_stream(codec, items: list[tuple[str, str]], n_q: int | None = None,
     """Yield (utt, codes [Q, T'] or None, num_samples, error or None) for each input.
 
     Inputs are decoded and resampled to the codec's rate, sorted by duration and batched so one
-    batch holds at most `max_batch_seconds` of padded audio.
+    batch holds at most `max_batch_seconds` of padded audio. Silent inputs are encoded.
     """
     durations = []
     for utt, path in items:
@@ -96,7 +97,7 @@ def encode_stream(codec, items: list[tuple[str, str]], n_q: int | None = None,
 
     for _, utt, path in durations:
         try:
-            wav, _ = load_audio(path, codec.sample_rate)
+            wav, _ = load_audio(path, codec.sample_rate, allow_silence=True)
         except VoxTokError as err:
             yield utt, None, 0, str(err)
             continue
@@ -107,16 +108,37 @@ def encode_stream(codec, items: list[tuple[str, str]], n_q: int | None = None,
     yield from flush()
 
 
+def prepare_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Create `out_dir` (and its parents) for token files, or raise a one-line VoxTokError saying why
+    it cannot be (a file in the way, no permission)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VoxTokError("is a file, not a folder for the token files", out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VoxTokError(f"cannot create the output folder ({err.strerror or type(err).__name__})", out_dir) from None
+    if not os.access(out_dir, os.W_OK):
+        raise VoxTokError("cannot write into the output folder (permission denied)", out_dir)
+    return out_dir
+
+
 def encode_to_files(codec, items: list[tuple[str, str]], out_dir: str | os.PathLike, n_q: int | None = None,
                     max_batch_seconds: float = 60.0) -> EncodeReport:
-    """Encode `items` into out_dir/<utt>.vtk token files."""
+    """Encode `items` into out_dir/<utt>.vtk token files (the folder is created); a file that cannot
+    be written is a failure with its reason, and the others are still written."""
     report = EncodeReport()
-    out_dir = Path(out_dir)
+    out_dir = prepare_output_dir(out_dir)
     for utt, codes, num_samples, error in encode_stream(codec, items, n_q, max_batch_seconds):
         if error:
             report.failed[utt] = error
             continue
-        codec.save_tokens(out_dir / f"{utt}.vtk", codes, num_samples)
+        target = out_dir / f"{utt}.vtk"
+        try:
+            codec.save_tokens(target, codes, num_samples)
+        except OSError as err:
+            report.failed[utt] = f"{target}: cannot write the token file ({err.strerror or type(err).__name__})"
+            continue
         report.written.append(utt)
     return report
 
@@ -131,7 +153,11 @@ def _encode_job(model_dir: str, items: list[tuple[str, str]], out_dir: str, n_q:
 
 def encode_files_parallel(model_dir: str | os.PathLike, items: list[tuple[str, str]], out_dir: str | os.PathLike,
                           n_q: int | None = None, nj: int = 1, max_batch_seconds: float = 60.0) -> EncodeReport:
-    """`encode_to_files` split over `nj` processes (each loads the model, one torch thread each)."""
+    """`encode_to_files` split over `nj` processes (each loads the model, one torch thread each).
+
+    The output folder is created first: a folder that cannot be is one VoxTokError, not a failure
+    per utterance."""
+    prepare_output_dir(out_dir)
     if nj <= 1:
         from voxtok.registry import load
 

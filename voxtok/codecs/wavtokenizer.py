@@ -17,6 +17,10 @@ Config (the `model:` block of configs/codec/wavtokenizer_*.yaml):
             converted checkpoint gives the reference's codes up to the last frame; a padded batch
             is encoded in groups of equal length. `voxtok convert wavtokenizer` sets it.
     bandwidth_id: the AdaLN id the decoder is conditioned on (default 0; < adanorm_num_embeddings)
+    train_bandwidth_ids: N draws the AdaLN id uniformly from 0..N-1 at every training step, for the
+        decoder and for the discriminators built with `num_embeddings`, as the reference trains
+        (decoder/experiment.py: one id per step for the batch); default null: training uses
+        `bandwidth_id`. Inference and validation always use `bandwidth_id`.
 An unknown key at any level is a BadConfigError naming its path and the allowed keys.
 """
 
@@ -37,7 +41,8 @@ from voxtok.registry import register
 
 # encoder kind -> class; "seanet" is the default and the paper's encoder.
 ENCODERS = {"seanet": SEANetEncoder, "mel": MelEncoder}
-MODEL_KEYS = ("sample_rate", "encoder", "quantizer", "backbone", "head", "framing", "bandwidth_id")
+MODEL_KEYS = ("sample_rate", "encoder", "quantizer", "backbone", "head", "framing", "bandwidth_id",
+              "train_bandwidth_ids")
 REQUIRED_KEYS = ("encoder", "quantizer", "backbone", "head")
 
 
@@ -84,14 +89,36 @@ class WavTokenizer(AutoencoderCodec):
             raise BadConfigError(f"config 'model.bandwidth_id' must be in 0..{ids - 1} "
                                  f"(backbone.adanorm_num_embeddings {ids if self.adanorm else 'unset'}), "
                                  f"got {self.bandwidth_id}")
+        drawn = cfg.get("train_bandwidth_ids")
+        if drawn is not None and (not isinstance(drawn, int) or isinstance(drawn, bool) or not 1 <= drawn <= ids
+                                  or not self.adanorm):
+            raise BadConfigError(f"config 'model.train_bandwidth_ids' must be a whole number in 1..{ids} "
+                                 f"(backbone.adanorm_num_embeddings {ids if self.adanorm else 'unset'}), got {drawn!r}")
+        # Ids a training step draws from (0 = none drawn: train with `bandwidth_id`).
+        self.train_bandwidth_ids = int(drawn or 0)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "WavTokenizer":
         return cls(config)
 
-    def synthesize(self, latent: torch.Tensor) -> torch.Tensor:
-        """Quantized latent [B, D, T'] -> audio [B, 1, T' * hop]."""
+    def synthesize(self, latent: torch.Tensor, bandwidth_id: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Quantized latent [B, D, T'] -> audio [B, 1, T' * hop]; `bandwidth_id` (an int, or [1] / [B]
+        ids) overrides the config's `bandwidth_id`."""
         # The published models condition the backbone's AdaLN on a bandwidth id; their inference
         # uses id 0 (config `bandwidth_id`).
-        cond = torch.tensor(self.bandwidth_id, device=latent.device) if self.adanorm else None
+        if not self.adanorm:
+            return self.head(self.backbone(latent))
+        cond = torch.as_tensor(self.bandwidth_id if bandwidth_id is None else bandwidth_id, device=latent.device)
         return self.head(self.backbone(latent, cond))
+
+    def check_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Accept `bandwidth_id` (the id a GAN step drew, see `train_bandwidth_ids`) besides the
+        entries the base class accepts; returns the entries read."""
+        drawn = {"bandwidth_id": batch["bandwidth_id"]} if "bandwidth_id" in batch else {}
+        rest = {k: v for k, v in batch.items() if k != "bandwidth_id"}
+        return {**super().check_batch(rest), **drawn}
+
+    def training_synthesize(self, latent: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Latent [B, D, T'] -> audio [B, 1, T' * hop] conditioned on the batch's drawn `bandwidth_id`
+        when there is one."""
+        return self.synthesize(latent, batch.get("bandwidth_id"))

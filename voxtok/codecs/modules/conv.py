@@ -100,8 +100,10 @@ class NormConv1d(nn.Module):
         # that completes the last window depends on T and is computed per call.
         self.padding_total = self.effective_kernel - stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, C_in, T] -> [B, C_out, ceil(T / stride)]."""
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, T] -> the padded input the convolution reads, [B, C_in, T + left + right];
+        x itself when nothing is added (a 1x1 conv): copying a full-rate activation for nothing
+        costs about as much as a small conv."""
         length = x.shape[-1]
         n_frames = -(-length // self.stride)  # ceil without float rounding
         # Samples needed so that exactly n_frames windows fit once fixed padding is added.
@@ -114,7 +116,11 @@ class NormConv1d(nn.Module):
             right = self.padding_total // 2
             left = self.padding_total - right
             right += extra
-        return self.conv(pad1d(x, left, right, self.pad_mode))
+        return pad1d(x, left, right, self.pad_mode) if left or right else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, T] -> [B, C_out, ceil(T / stride)]."""
+        return self.conv(self.pad(x))
 
 
 class NormConvTranspose1d(nn.Module):

@@ -13,6 +13,12 @@ the encoder). Layout of the encoder, for ratios given in the decoder's order (e.
 The decoder runs the same stages backwards with transposed convolutions and a one-directional
 LSTM. All convolutions pad themselves (see conv.py) so lengths are exact: the encoder maps T
 samples to ceil(T / hop) frames and the decoder maps T' frames to T' * hop samples.
+
+At 32-64 channels and the full sample rate, allocating and filling an activation costs as much as
+the convolution that reads it, so the activations work in place wherever the tensor is the previous
+layer's own output, read by nothing else (a convolution's backward never reads its output): the ELU
+inside a residual block, the ELU of each stage and the residual sum. The numbers are the same, but
+for the last bit of a few samples where ELU's vectorised and scalar code paths meet (~1e-7).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from voxtok.codecs.modules.conv import NormConv1d, NormConvTranspose1d
@@ -49,16 +56,24 @@ class SEANetResidualBlock(nn.Module):
         hidden = dim // compress
         conv = dict(causal=causal, norm=norm, pad_mode=pad_mode)
         self.block = nn.Sequential(
-            nn.ELU(),
+            nn.ELU(),  # not in place: x also feeds the shortcut
             NormConv1d(dim, hidden, kernel_size, dilation=dilation, **conv),
-            nn.ELU(),
+            nn.ELU(inplace=True),
             NormConv1d(hidden, dim, 1, **conv),
         )
         self.shortcut = nn.Identity() if true_skip else NormConv1d(dim, dim, 1, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, dim, T] -> [B, dim, T]."""
-        return self.shortcut(x) + self.block(x)
+        act, conv, inner_act, project = self.block
+        padded = conv.pad(x)
+        # ELU commutes with the padding (reflected or replicated samples, or zeros, which ELU keeps),
+        # so it runs in place on the padded copy: one full-rate tensor fewer. Never on x itself.
+        h = act(padded) if padded is x else F.elu_(padded, act.alpha)
+        h = project(inner_act(conv.conv(h)))
+        if isinstance(self.shortcut, nn.Identity):
+            return x + h
+        return self.shortcut(x).add_(h)  # the shortcut conv's own output
 
 
 class SkipLSTM(nn.Module):
@@ -166,13 +181,13 @@ class SEANetEncoder(nn.Module):
                         **conv,
                     )
                 )
-            layers += [nn.ELU(), NormConv1d(width, 2 * width, 2 * ratio, stride=ratio, **conv)]
+            layers += [nn.ELU(inplace=True), NormConv1d(width, 2 * width, 2 * ratio, stride=ratio, **conv)]
             width *= 2
         if lstm_layers:
             lstm = SkipLSTM(width, lstm_layers, bidirectional)
             layers.append(lstm)
             width = lstm.out_channels
-        layers += [nn.ELU(), NormConv1d(width, dimension, last_kernel_size, **conv)]
+        layers += [nn.ELU(inplace=True), NormConv1d(width, dimension, last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
 
     @property
@@ -226,7 +241,7 @@ class SEANetDecoder(nn.Module):
             layers.append(SkipLSTM(width, lstm_layers))
         for ratio in self.ratios:
             layers += [
-                nn.ELU(),
+                nn.ELU(inplace=True),
                 NormConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal, norm=norm),
             ]
             width //= 2
@@ -241,7 +256,7 @@ class SEANetDecoder(nn.Module):
                         **conv,
                     )
                 )
-        layers += [nn.ELU(), NormConv1d(width, channels, last_kernel_size, **conv)]
+        layers += [nn.ELU(inplace=True), NormConv1d(width, channels, last_kernel_size, **conv)]
         if final_activation is not None:
             layers.append(getattr(nn, final_activation)())
         self.model = nn.Sequential(*layers)
