@@ -20,7 +20,7 @@ pytest.importorskip("vocos", reason="the baselines extra (vocos) is not installe
 
 def test_the_speed_table_runs_and_checks_parity():
     run = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "0.3", "--repeats", "1", "--threads", "1",
-                          "--batch", "2", "--batch-threads", "1", "--systems", "encodec", "vocos", "wavtokenizer"],
+                          "--batch", "2", "--batch-threads", "1", "--systems", "encodec", "vocos"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| EnCodec") or line.startswith("| Vocos")]
@@ -30,4 +30,3 @@ def test_the_speed_table_runs_and_checks_parity():
     assert "Vocos mel vocoder (package): same features" in run.stdout
     diffs = [float(d) for d in re.findall(r"audio max \|diff\| ([0-9.e+-]+)", run.stdout)]
     assert len(diffs) == 2 and max(diffs) <= 1e-4
-    assert "no --wavtokenizer-ref" in run.stderr  # the WavTokenizer row needs the reference work tree

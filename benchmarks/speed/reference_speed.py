@@ -1,8 +1,7 @@
 """VoxTok against the reference implementations with the same weights: encode / decode speed on CPU.
 
     python benchmarks/speed/reference_speed.py [--threads 1 2] [--batch 16] [--batch-threads 2]
-        [--seconds 10] [--repeats 3] [--systems speechtokenizer encodec vocos wavtokenizer]
-        [--wavtokenizer-ref DIR]
+        [--seconds 10] [--repeats 3] [--systems speechtokenizer encodec vocos]
 
 Each system is built by its reference code at the published size with random weights (speed does not
 depend on weight values; nothing is downloaded), saved in the reference's own checkpoint layout,
@@ -16,10 +15,6 @@ equal, audio max |diff|) before both are timed on the same input:
                      6 kbit/s) -> VoxTok's SEANetEncoder / ResidualVQ / SEANetDecoder (the EnCodec rename rules)
     vocos            the `vocos` package's mel Vocos (100 mels, dim 512, 8 layers, n_fft 1024 / hop 256,
                      centred; decode = mel -> audio) -> `voxtok convert vocos`
-    wavtokenizer     WavTokenizer-75 (configs/wavtokenizer_smalldata_frame75_...yaml) from the reference
-                     repository's code, only with --wavtokenizer-ref DIR: a work tree of
-                     jishengpeng/WavTokenizer kept outside this repository, put on sys.path here only
-                     (encode = its encode_infer, decode = codes_to_features + decode) -> `voxtok convert wavtokenizer`
 Rows: every --threads count with one --seconds clip, and a batch of --batch clips on --batch-threads
 threads. Runs alternate (reference, VoxTok, reference, ...) after one warm-up each and the best of
 --repeats is kept: other processes may share the CPU. RTF = time / audio duration (per clip in a
@@ -46,7 +41,6 @@ import yaml
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
-WAVTOKENIZER_75 = "configs/wavtokenizer_smalldata_frame75_3s_nq1_code4096_dim512_kmeans200_attn.yaml"
 
 
 @dataclass
@@ -183,34 +177,6 @@ def vocos_system(work: Path) -> System:
                   features, lambda mel: ours(mel), decode_only=True)
 
 
-def wavtokenizer_system(work: Path, reference_dir: Path) -> System:
-    """WavTokenizer-75 from the reference repository's code (on sys.path from here on) and its
-    `voxtok convert wavtokenizer` folder."""
-    import voxtok
-    from voxtok.convert.wavtokenizer import convert_wavtokenizer
-
-    config = reference_dir / WAVTOKENIZER_75
-    if not config.is_file():
-        raise SystemExit(f"--wavtokenizer-ref {reference_dir}: no {WAVTOKENIZER_75} (a jishengpeng/WavTokenizer work tree?)")
-    sys.path.insert(0, str(reference_dir))
-    from decoder.pretrained import WavTokenizer as ReferenceWavTokenizer
-
-    torch.manual_seed(0)
-    ref = ReferenceWavTokenizer.from_hparams0802(str(config)).eval()
-    bandwidth_id = torch.tensor([0])
-    with torch.no_grad():
-        latent = ref.feature_extractor.encodec.encoder(test_signal(2, 24000, 24000))
-        fit_codebooks([layer._codebook for layer in ref.feature_extractor.encodec.quantizer.vq.layers], latent)
-    torch.save({"state_dict": ref.state_dict()}, work / "wavtokenizer.ckpt")
-    ours = voxtok.load(convert_wavtokenizer(config, work / "wavtokenizer.ckpt", work / "wavtokenizer_voxtok",
-                                            log=lambda note: None), kind="codec").eval()
-    return System("WavTokenizer-75 (reference code)", 24000,
-                  lambda wav: ref.encode_infer(wav[:, 0], bandwidth_id=bandwidth_id)[1],
-                  lambda codes: ref.decode(ref.codes_to_features(codes), bandwidth_id=bandwidth_id),
-                  lambda wav: ours.encode(wav), lambda codes: ours.decode(codes),
-                  to_voxtok_codes=lambda codes: codes.permute(1, 0, 2))
-
-
 def parity(system: System, wav: torch.Tensor) -> str:
     """'codes equal, audio max |diff| X (peak P)' for one input, or the features' max |diff|."""
     ref_codes, codes = system.ref_encode(wav), system.voxtok_encode(wav)
@@ -248,16 +214,10 @@ def main() -> None:
     parser.add_argument("--batch-threads", type=int, default=2, help="torch threads for the batch rows")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side (best kept)")
-    parser.add_argument("--systems", nargs="+", default=["speechtokenizer", "encodec", "vocos", "wavtokenizer"],
-                        choices=["speechtokenizer", "encodec", "vocos", "wavtokenizer"])
-    parser.add_argument("--wavtokenizer-ref", type=Path, default=None,
-                        help="a jishengpeng/WavTokenizer work tree (outside this repository) for the WavTokenizer row")
+    parser.add_argument("--systems", nargs="+", default=["speechtokenizer", "encodec", "vocos"],
+                        choices=["speechtokenizer", "encodec", "vocos"])
     args = parser.parse_args()
-    makers = {"speechtokenizer": speechtokenizer_system, "encodec": encodec_system, "vocos": vocos_system,
-              "wavtokenizer": lambda work: wavtokenizer_system(work, args.wavtokenizer_ref)}
-    if "wavtokenizer" in args.systems and args.wavtokenizer_ref is None:
-        print("note: no --wavtokenizer-ref DIR: the WavTokenizer row is skipped", file=sys.stderr)
-        args.systems = [s for s in args.systems if s != "wavtokenizer"]
+    makers = {"speechtokenizer": speechtokenizer_system, "encodec": encodec_system, "vocos": vocos_system}
     settings = [(1, t) for t in args.threads] + ([(args.batch, args.batch_threads)] if args.batch else [])
     # Rows are printed as they are measured: a long run that is stopped keeps what it measured.
     print(f"CPU, best of {args.repeats} alternating runs; RTF = time / audio duration (per clip in a batch)\n")
