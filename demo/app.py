@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from voxtok.demo import (  # noqa: E402
     DemoBackend, DemoLimits, Outcome, pipeline_class, reference_seconds_range, tts_models)
+from voxtok.device import add_device_options  # noqa: E402
 from voxtok.tts.pipeline import MODE_LABELS  # noqa: E402
 
 EXAMPLE = "python demo/app.py --exp egs/libritts/exp/mini --port 7860"
@@ -174,6 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-text-chars", type=int, default=300, help="longest text to speak")
     p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest codec-lab upload")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_device_options(p)
     return p.parse_args(argv)
 
 
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         limits = DemoLimits(max_text_chars=args.max_text_chars, max_audio_seconds=args.max_audio_seconds)
+        backend = DemoBackend(exp, limits, device=args.device, dtype=args.dtype)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -195,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    backend = DemoBackend(exp, limits)
     atexit.register(backend.close)
     threading.Thread(target=backend.warm_up, name="warm-up", daemon=True).start()
     import gradio as gr

@@ -11,10 +11,10 @@ RECIPE = Path(__file__).resolve().parents[1] / "egs" / "libritts"
 
 
 def copy_recipe(tmp_path: Path) -> Path:
-    """run.sh, path.sh and utils/ copied to tmp_path/recipe, so tests never touch the repo's exp/ and data/."""
+    """run.sh, path.sh, conf/ and utils/ copied to tmp_path/recipe, so tests never touch the repo's exp/ and data/."""
     work = tmp_path / "recipe"
     work.mkdir()
-    for item in ("run.sh", "path.sh", "utils"):
+    for item in ("run.sh", "path.sh", "conf", "utils"):
         src = RECIPE / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
     return work

@@ -1,21 +1,7 @@
 """`voxtok convert cosyvoice`: a CosyVoice-300M release folder -> a VoxTok TTS folder that `voxtok tts synth
 --exp`, `voxtok.load` and the demo use (the end-to-end check of issue 20).
 
-The release folder is built here, at a reduced size, from the reference-layout fixtures the part tests
-committed, all made once from FunAudioLLM/CosyVoice at commit ace7c47 (see their docstrings; nothing new
-is committed and no reference code runs here):
-- cosyvoice.yaml: the `llm:` block of tests/fixtures/cosyvoice_llm/cosyvoice.yaml, the `flow:` and
-  `feat_extractor:` blocks of tests/fixtures/cosyvoice_flow/cosyvoice.yaml, the `hift:` block of
-  tests/fixtures/cosyvoice_hift/cosyvoice.yaml and the release's tokenizer entries
-  (tests/fixtures/cosyvoice_frontend/cosyvoice_300m_tokenizer.yaml), merged into one file. The parts agree
-  on what they share (64 speech tokens, 192-d x-vectors, 80 mels at 22.05 kHz, hop 256), checked below;
-  the LLM's text vocabulary is the release's 51,866 Whisper BPE ids instead of the fixture's 100;
-- llm.pt: the LLM fixture's state_dict (reference layout) with its text_embedding grown to 51,866 rows
-  (random rows appended; the fixture's 100 rows unchanged); flow.pt and hift.pt: the fixtures as they are;
-- campplus.onnx and speech_tokenizer_v1.onnx: random-weight stand-ins with the released models' inputs
-  and outputs (tests/onnx_models.py; the tokenizer's codebook has the 64 codes of the reduced models);
-- spk2info.pt: two speakers {"embedding": [1, 192]} (one named in Chinese, as the SFT release's) and one zero-shot entry without an embedding, as
-  CosyVoice's `add_zero_shot_spk` saves them.
+The release folder is the reduced, random-weight one of tests/cosyvoice_release.py (`make_release`).
 Prompts are checked against CosyVoice v1's frontend (cosyvoice/cli/frontend.py `frontend_zero_shot`,
 `frontend_cross_lingual`, `frontend_sft` and `_extract_*`, computed here with whisper, torchaudio's Kaldi
 fbank and onnxruntime as that code calls them): every prompt token, the whole prompt mel, the CAM++
@@ -38,49 +24,14 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx", reason="exporting the stand-in ONNX models needs the onnx package")
 pytest.importorskip("whisper", reason="the whisper_bpe text frontend needs openai-whisper")
 
-from onnx_models import export_campplus, export_s3  # noqa: E402
+from cosyvoice_release import SPEAKERS, convert_release, make_release  # noqa: E402
 
 import voxtok  # noqa: E402
 from voxtok.cli import main  # noqa: E402
 from voxtok.errors import BadConfigError  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
-WHISPER_IDS = 51866
-SPEAKERS = ("spk_a", "英文女")  # the SFT release names its voices in Chinese
 TEXT = "Hello there, how are you?"
 PROMPT_TEXT = "She sells sea shells by the sea shore."
-
-
-def _blocks(path: Path) -> str:
-    """A fixture YAML without its top-level constants (the merged file states them once)."""
-    return "\n".join(line for line in path.read_text().splitlines()
-                     if not line.startswith(("sample_rate:", "spk_embed_dim:")))
-
-
-def make_release(folder: Path) -> Path:
-    """Write the reduced CosyVoice-300M release folder (see the module docstring) -> `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    llm_yaml = (FIXTURES / "cosyvoice_llm" / "cosyvoice.yaml").read_text()
-    assert "text_token_size: 100\n" in llm_yaml
-    (folder / "cosyvoice.yaml").write_text("\n".join([
-        llm_yaml.replace("text_token_size: 100\n", f"text_token_size: {WHISPER_IDS}\n"),
-        _blocks(FIXTURES / "cosyvoice_flow" / "cosyvoice.yaml"), _blocks(FIXTURES / "cosyvoice_hift" / "cosyvoice.yaml"),
-        (FIXTURES / "cosyvoice_frontend" / "cosyvoice_300m_tokenizer.yaml").read_text()]))
-    state = torch.load(FIXTURES / "cosyvoice_llm" / "llm.pt", weights_only=True)
-    table = state["text_embedding.weight"]
-    grown = torch.randn(WHISPER_IDS, table.shape[1], generator=torch.Generator().manual_seed(5)) * table.std()
-    grown[: table.shape[0]] = table
-    torch.save({**state, "text_embedding.weight": grown}, folder / "llm.pt")
-    shutil.copyfile(FIXTURES / "cosyvoice_flow" / "flow.pt", folder / "flow.pt")
-    shutil.copyfile(FIXTURES / "cosyvoice_hift" / "hift.pt", folder / "hift.pt")
-    export_campplus(folder / "campplus.onnx")
-    export_s3(folder / "speech_tokenizer_v1.onnx", codebook_size=64)
-    g = torch.Generator().manual_seed(7)
-    spk2info = {name: {"embedding": torch.randn(1, 192, generator=g)} for name in SPEAKERS}
-    spk2info["my_zero_shot_voice"] = {"prompt_text": torch.zeros(1, 3, dtype=torch.int32),
-                                      "llm_embedding": torch.randn(1, 192, generator=g)}
-    torch.save(spk2info, folder / "spk2info.pt")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +41,7 @@ def release(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def converted(release, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("converted") / "cosyvoice_300m"
-    assert main(["convert", "cosyvoice", "--checkpoint", str(release), "-o", str(out)]) == 0
-    return out
+    return convert_release(release, tmp_path_factory.mktemp("converted") / "cosyvoice_300m")
 
 
 @pytest.fixture(scope="module")

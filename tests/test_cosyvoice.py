@@ -98,13 +98,12 @@ def test_flowomni_pipeline_modes_and_cli(parts, tmp_path, speech, capsys):
     assert torch.allclose(batch[1], pipe.synthesize("hi there", prompt, seed=6, n_steps=2), atol=1e-5)
     assert pipe.synthesize("hi", None, mode="sft", speaker="spk1", n_steps=2).shape[-1] > 0
     assert pipe.synthesize("hi", prompt, mode="cross_lingual", n_steps=2).shape[-1] > 0
-    with pytest.raises(BadConfigError, match="guidance"):
-        pipe.synthesize("hi", prompt, cfg_strength=0.7)
+    assert pipe.cfg and pipe.synthesize("hi", prompt, cfg_strength=0.7, n_steps=2).shape[-1] > 0
 
     save_flowomni_exp(model, parts, tmp_path)
     save_audio(tmp_path / "ref.wav", torch.from_numpy(speech)[None], 16000)
     args = ["tts", "synth", "--exp", str(tmp_path), "--model", "flowomni", "--text", "hi", "--prompt-wav",
             str(tmp_path / "ref.wav"), "--prompt-text", "she sells", "--steps", "2", "-o", str(tmp_path / "o.wav")]
     assert main(args) == 0 and (tmp_path / "o.wav").is_file()
-    assert main(args + ["--stream"]) == 2
-    assert "streaming is available with the CosyVoice-style model only" in capsys.readouterr().err
+    assert main(args + ["--stream"]) == 0
+    assert "first chunk after" in capsys.readouterr().out

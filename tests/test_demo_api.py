@@ -54,12 +54,12 @@ def test_clone_cosyvoice_zero_shot_and_streaming(server, client):
 def test_clone_flowomni_with_a_stored_voice(server, client):
     dropdown, cfg, streaming = client.predict("flowomni", api_name="/voices")
     assert [c[1] if isinstance(c, (list, tuple)) else c for c in dropdown["choices"]] == ["spk1"]
-    assert cfg["interactive"] is False and streaming["interactive"] is False
+    assert cfg["interactive"] is True and streaming["interactive"] is True
     audio, message = clone(client, None, model="flowomni", mode="sft", speaker="spk1")
     assert len(sf.read(audio)[0]) > 0
-    assert "voice `spk1` from Flow-Omni (stored speaker" in message and "CFG strength does not apply" in message
-    assert_message_only(clone(client, server.reference, model="flowomni", streaming=True),
-                        "streaming is available with the CosyVoice-style model only")
+    assert "voice `spk1` from Flow-Omni (stored speaker" in message and "does not apply" not in message
+    streamed, message = clone(client, None, model="flowomni", mode="sft", speaker="spk1", streaming=True)
+    assert "first audio chunk after" in message and len(sf.read(streamed)[0]) > 0
     assert_message_only(clone(client, server.reference, mode="sft", speaker="nobody"), "unknown speaker 'nobody'")
 
 

@@ -289,25 +289,37 @@ def _head_params(dim: int, cond: int, width: int, depth: int, ratio: float = 1.0
             + depth * block + (width * 2 * width + 2 * width) + (width * dim + dim))
 
 
-def test_paper_config_has_the_qwen2_0_5b_backbone_and_derived_size():
-    cfg = yaml.safe_load((CONFIGS / "flowomni_paper.yaml").read_text())
+def paper_model_config(name: str, text_vocab_size: int) -> dict:
+    """The `model:` block of a paper config with the text rows the recipe would fill in and without
+    backbone.init_from (the pretrained folder fixes no size the block does not state)."""
+    cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]
+    backbone = {k: v for k, v in cfg["backbone"].items() if k != "init_from"}
+    return {**cfg, "text_vocab_size": text_vocab_size, "backbone": backbone}
+
+
+# flowomni_paper: Qwen2-0.5B's 151,936 token rows; flowomni_scratch_paper: the phoneme frontend's 77 ids.
+@pytest.mark.parametrize("name,vocab,count", [("flowomni_paper", 151936, 514_350_164),
+                                              ("flowomni_scratch_paper", 77, 378_284_500)])
+def test_paper_config_has_the_qwen2_0_5b_backbone_and_derived_size(name, vocab, count):
     with torch.device("meta"):
-        model = FlowOmniTTS(cfg["model"])
-    d, layers, kv, ffn, vocab = 896, 24, 2 * 64, 4864, 151936
+        model = FlowOmniTTS(paper_model_config(name, vocab))
+    d, layers, kv, ffn = 896, 24, 2 * 64, 4864
     per_layer = (d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * ffn + 2 * d  # q/k/v with bias, o, SwiGLU, norms
     backbone = layers * per_layer + d
     assert sum(p.numel() for p in model.backbone.parameters()) == backbone
     # Backbone + token table = Qwen2-0.5B's published 494,032,768 (tied embeddings).
-    assert backbone + vocab * d == 494_032_768
+    assert backbone + 151936 * d == 494_032_768
     head = _head_params(N_MELS, d, 1024, 3)
     assert sum(p.numel() for p in model.head.parameters()) == head == 20_239_440
-    total = backbone + vocab * d + d + (N_MELS * d + d) + (d * 4 + 4) + head  # + start, frame in, state head
-    assert sum(p.numel() for p in model.parameters()) == total == 514_349_268
+    # + start, frame in, state head, the CFG null condition (cond_dropout > 0)
+    total = backbone + vocab * d + d + (N_MELS * d + d) + (d * 4 + 4) + head + d
+    assert model.null_cond.shape == (d,)
+    assert sum(p.numel() for p in model.parameters()) == total == count
 
 
 def test_paper_widths_run_a_short_forward():
-    cfg = yaml.safe_load((CONFIGS / "flowomni_paper.yaml").read_text())["model"]
-    cfg = {**cfg, "text_vocab_size": VOCAB, "backbone": {**cfg["backbone"], "num_layers": 1}}
+    cfg = paper_model_config("flowomni_paper", VOCAB)
+    cfg = {**cfg, "backbone": {**cfg["backbone"], "num_layers": 1}}
     torch.manual_seed(0)
     model = FlowOmniTTS(cfg)
     batch = make_batch(text_lengths=(4, 2), mel_lengths=(3, 2))

@@ -14,6 +14,7 @@ from voxtok.registry import load, registered
 from voxtok.tts.cosyvoice import CosyVoicePipeline
 from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
 from voxtok.tts.manifest import read_manifest, write_manifest
+from voxtok.tts.pipeline import TTSPipeline
 
 from tts_fixtures import save_cosyvoice_exp, save_flowomni_exp, tiny_flowomni, tiny_tts_parts
 
@@ -32,7 +33,8 @@ def test_pipelines_are_registered_with_their_capabilities():
     pipelines = registered("pipeline")
     assert pipelines["cosyvoice"] is CosyVoicePipeline and pipelines["flowomni"] is FlowOmniPipeline
     assert (CosyVoicePipeline.label, CosyVoicePipeline.streaming, CosyVoicePipeline.cfg) == ("CosyVoice-style", True, True)
-    assert (FlowOmniPipeline.label, FlowOmniPipeline.streaming, FlowOmniPipeline.cfg) == ("Flow-Omni", False, False)
+    # Flow-Omni's CFG is per instance (a model trained with condition dropout): the class says it can.
+    assert (FlowOmniPipeline.label, FlowOmniPipeline.streaming, FlowOmniPipeline.cfg) == ("Flow-Omni", True, True)
     for cls in pipelines.values():
         assert cls.modes == ("zero_shot", "cross_lingual", "sft")
         assert (cls.min_prompt_seconds, cls.max_prompt_seconds) == (0.5, 30.0)
@@ -40,12 +42,16 @@ def test_pipelines_are_registered_with_their_capabilities():
 
 def test_one_check_refuses_what_a_pipeline_cannot_do():
     CosyVoicePipeline.check_options("zero_shot", streaming=True, cfg_strength=0.7)
-    FlowOmniPipeline.check_options("sft")
-    with pytest.raises(BadConfigError, match="streaming is available with the CosyVoice-style model only; "
-                                             "Flow-Omni synthesizes whole utterances"):
-        FlowOmniPipeline.check_options("zero_shot", streaming=True)
-    with pytest.raises(BadConfigError, match="Flow-Omni has no classifier-free guidance"):
-        FlowOmniPipeline.check_options("zero_shot", cfg_strength=0.0)
+    FlowOmniPipeline.check_options("sft", streaming=True, cfg_strength=0.0)
+
+    class Whole(TTSPipeline):  # not registered: a pipeline that neither streams nor guides
+        label = "Whole"
+
+    with pytest.raises(BadConfigError, match="streaming is available with the CosyVoice-style or Flow-Omni model "
+                                             "only; Whole synthesizes whole utterances"):
+        Whole.check_options("zero_shot", streaming=True)
+    with pytest.raises(BadConfigError, match="Whole has no classifier-free guidance"):
+        Whole.check_options("zero_shot", cfg_strength=0.0)
     with pytest.raises(BadConfigError, match=r"unknown mode 'clone' \(choose from zero_shot, cross_lingual, sft\)"):
         CosyVoicePipeline.check_options("clone")
 
@@ -95,8 +101,7 @@ def test_load_reads_the_manifest_once_and_builds_the_pipeline(exp, monkeypatch):
     assert pipe.speakers.ids() == ["spk1"] and pipe.sample_rate == pipe.vocoder.sample_rate
     flowomni = load(exp / "tts" / "flowomni.yaml", kind="pipeline")
     assert isinstance(flowomni, FlowOmniPipeline) and len(reads) == 2
-    with pytest.raises(BadConfigError, match="streaming is available with the CosyVoice-style model only"):
-        flowomni.stream("hi", None, "sft", "spk1")
+    assert flowomni.cfg and sum(c.numel() for c in flowomni.stream("hi", None, "sft", "spk1", n_steps=2)) > 0
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -150,9 +155,20 @@ def test_demo_reads_the_capabilities(exp, tmp_path):
     assert pipeline_class("Flow-Omni") is FlowOmniPipeline
     backend = DemoBackend(exp, work_dir=tmp_path / "out")
     outcome = backend.clone("hello", None, None, "flowomni", "sft", speaker="spk1", n_steps=2, streaming=True)
-    assert not outcome.ok and outcome.message == ("streaming is available with the CosyVoice-style model only; "
-                                                  "Flow-Omni synthesizes whole utterances")
+    assert outcome.ok and "first audio chunk after" in outcome.message
     outcome = backend.clone("hello", None, None, "flowomni", "sft", speaker="spk1", n_steps=2, cfg_strength=0.7)
-    assert outcome.ok and "CFG strength does not apply to Flow-Omni" in outcome.message
+    assert outcome.ok and "does not apply" not in outcome.message  # the tiny config trains with cond_dropout
     assert backend.pipeline("cosyvoice").registry_name == "cosyvoice"
     assert backend.stored_voices("flowomni") == ["spk1"]
+
+
+def test_crossfade_of_the_same_audio_keeps_its_level():
+    import torch
+
+    from voxtok.tts.pipeline import crossfade
+
+    x = torch.randn(1, 64)
+    assert torch.allclose(crossfade(x, x), x, atol=1e-6)  # equal gain: no swell at the seam
+    tail, head = torch.ones(32), torch.zeros(32)
+    mixed = crossfade(tail, head)
+    assert mixed[0] > 0.99 and mixed[-1] < 0.01 and bool((mixed[1:] <= mixed[:-1]).all())

@@ -9,6 +9,9 @@ request, so models trained while the demo runs show up without a restart:
     report/report.md, bench/report.md, bench/table.md, bench/*.png, report/*.png
                                                 the latest benchmark report
 
+Models run on the backend's device and precision (`DemoBackend(..., device="cuda", dtype="bfloat16")`,
+the demo's --device / --dtype); audio comes back to the CPU as float32 to be saved.
+
 Every request returns an `Outcome`: its outputs plus a short markdown message. Nothing raises:
 a VoxTokError becomes its one-line message (upload temp paths shortened to the file name), any
 other failure is logged with its traceback on the server and reported in one line.
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 
+from voxtok.device import precision, resolve_device, resolve_dtype
 from voxtok.errors import BadAudioError, BadConfigError, BadTextError, BadTokenFileError, VoxTokError
 from voxtok.registry import registered
 from voxtok.tts.manifest import read_manifest
@@ -108,9 +112,14 @@ class DemoBackend:
     """The demo's models (found in `exp_dir`, loaded on first use, cached) and its three tasks.
 
     Outputs are written to `work_dir` (a fresh temp folder by default; `close()` removes it).
+    Models load onto `device` (cpu, cuda, cuda:N, auto) and run in `dtype` (float32, or bfloat16 /
+    float16 autocast); an absent device is a BadConfigError here, before any model loads.
     """
 
-    def __init__(self, exp_dir: str | Path, limits: DemoLimits | None = None, work_dir: str | Path | None = None):
+    def __init__(self, exp_dir: str | Path, limits: DemoLimits | None = None, work_dir: str | Path | None = None,
+                 device: str = "cpu", dtype: str = "float32"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.exp_dir = Path(exp_dir)
         self.limits = limits or DemoLimits()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="voxtok-demo-"))
@@ -137,7 +146,7 @@ class DemoBackend:
                 registered(kind)
             from voxtok.tts.speaker import SpeakerEncoder
 
-            SpeakerEncoder()
+            SpeakerEncoder(str(self.device))
             for model in self.tts_manifests():
                 self.pipeline(model)
             for name in self.codec_dirs():
@@ -225,7 +234,8 @@ class DemoBackend:
             raise BadConfigError(f"no {models[model]} model in {self.exp_dir} yet (tts/{model}.yaml is written "
                                  "when the recipe's TTS stages finish: ./run.sh --stage 7 --stop_stage 11, or by "
                                  "`voxtok convert cosyvoice` for a released CosyVoice-300M)")
-        pipe = self._cached("tts", manifest, manifest, lambda: load(manifest, kind="pipeline"))
+        pipe = self._cached("tts", manifest, manifest,
+                            lambda: load(manifest, self.device, kind="pipeline").to(self.device, self.dtype))
         if pipe.registry_name != model:
             raise BadConfigError(f"manifest holds a {pipe.registry_name} pipeline, not {model}", manifest)
         return pipe
@@ -237,7 +247,8 @@ class DemoBackend:
         dirs = self.codec_dirs()
         if name not in dirs:
             raise BadConfigError(self._no_codec_message(name))
-        return self._cached("codec", dirs[name], dirs[name] / "model.safetensors", lambda: load(dirs[name], kind="codec"))
+        return self._cached("codec", dirs[name], dirs[name] / "model.safetensors",
+                            lambda: load(dirs[name], self.device, kind="codec"))
 
     def _no_codec_message(self, name: str | None) -> str:
         found = list(self.codec_dirs())
@@ -270,7 +281,8 @@ class DemoBackend:
         """Speak `text` in the reference voice (a file path) or a stored one -> outputs {"audio": wav path}.
 
         model: a registered pipeline (cosyvoice | flowomni, or its label); mode: zero_shot | cross_lingual | sft
-        (or label). cfg_strength is ignored (with a note) by pipelines without CFG; streaming, for
+        (or label). cfg_strength is ignored (with a note) by pipelines without CFG and by models without
+        it (a Flow-Omni trained without condition dropout); streaming, for
         pipelines that stream, reports the first-chunk latency.
         """
         return self._attempt(lambda: self._clone(text, reference, reference_text, model, mode, speaker, n_steps,
@@ -311,6 +323,10 @@ class DemoBackend:
             raise BadConfigError("zero-shot mode needs the reference transcript; without one, choose cross-lingual")
 
         pipe = self.pipeline(model)
+        if cfg_strength is not None and not pipe.cfg:  # per checkpoint (Flow-Omni: trained with condition dropout)
+            notes.append(f"CFG strength does not apply to this {capabilities.label} model (trained without "
+                         "condition dropout, it has no classifier-free guidance).")
+            cfg_strength = None
         prompt = None
         if mode != "sft":
             wav, sr = load_audio(reference, None, min_seconds=capabilities.min_prompt_seconds,
@@ -356,8 +372,8 @@ class DemoBackend:
             raise BadConfigError(f"{name} has {codec.n_q} quantizer(s); asked for {n_q}")
         wav, sr = load_audio(audio, codec.sample_rate, max_seconds=self.limits.max_audio_seconds)
         num_samples = wav.shape[-1]
-        with torch.inference_mode():
-            codes = codec.encode(wav[None], n_q=n_q)
+        with torch.inference_mode(), precision(self.device, self.dtype):
+            codes = codec.encode(wav[None].to(self.device), n_q=n_q).cpu()
         stem = Path(audio).stem
         tokens = codec.save_tokens(self._out_path(f"{stem}.{name}.q{n_q}", ".vtk"), codes[0], num_samples)
         q, frames = codes.shape[1], codes.shape[2]
@@ -366,8 +382,8 @@ class DemoBackend:
                    f"({codec.frame_rate:g} frames/s) = **{kbps:.3g} kbit/s**.")
         recon, warning = None, False
         try:
-            with torch.inference_mode():
-                recon = codec.decode(codes, num_samples)[0]
+            with torch.inference_mode(), precision(self.device, self.dtype):
+                recon = codec.decode(codes.to(self.device), num_samples)[0].cpu()
         except VoxTokError as exc:  # S3 tokens have no audio decoder: keep the tokens, say why there is no audio
             message += f" No reconstruction: {exc}"
             warning = True
@@ -404,8 +420,8 @@ class DemoBackend:
                                     f"is not in {self.exp_dir} (found: {', '.join(self.codec_dirs()) or 'no codecs'})")
         codec = self.codec(matches[0])
         codes, header = codec.load_tokens(token_file)
-        with torch.inference_mode():
-            wav = codec.decode(codes[None], header.num_samples)[0]
+        with torch.inference_mode(), precision(self.device, self.dtype):
+            wav = codec.decode(codes[None].to(self.device), header.num_samples)[0].cpu()
         out = save_audio(self._out_path(Path(token_file).stem, ".wav"), wav, codec.sample_rate)
         return Outcome(f"Decoded {header.n_q} x {header.num_frames} tokens with `{matches[0]}`: "
                        f"{header.num_samples / codec.sample_rate:.2f} s at {codec.sample_rate} Hz.",

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Iterator
 
 from voxtok.errors import BadConfigError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# Names only, and torch imported inside the functions: the CLI adds these options while building
+# its parser, and `voxtok --help` must not wait for torch.
+DTYPES = ("float32", "bfloat16", "float16")
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (a GPU when there is one)"
 DTYPE_HELP = "float32, or bfloat16 / float16 autocast (weights stay float32)"
 
@@ -30,6 +33,8 @@ DTYPE_HELP = "float32, or bfloat16 / float16 autocast (weights stay float32)"
 def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
     """'cpu' | 'cuda' | 'cuda:N' | 'auto' | None (cpu) -> torch.device, or a one-line BadConfigError
     when this machine has no such device."""
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     name = (name or "cpu").strip().lower()
@@ -55,6 +60,8 @@ def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
 def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str = "cpu") -> torch.dtype:
     """'float32' | 'bfloat16' | 'float16' | None (float32) -> torch.dtype, checked against what autocast
     supports on `device`; a one-line BadConfigError otherwise."""
+    import torch
+
     if isinstance(name, torch.dtype):
         name = str(name).removeprefix("torch.")
     name = (name or "float32").strip().lower()
@@ -62,7 +69,7 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str = "
     name = aliases.get(name, name)
     if name not in DTYPES:
         raise BadConfigError(f"unknown dtype '{name}' (expected one of {', '.join(DTYPES)})")
-    dtype = DTYPES[name]
+    dtype = getattr(torch, name)
     device_type = torch.device(device).type
     if dtype is not torch.float32 and not torch.amp.autocast_mode.is_autocast_available(device_type):
         raise BadConfigError(f"{name} is not available on {device_type} in this PyTorch")
@@ -78,6 +85,8 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str = "
 @contextlib.contextmanager
 def precision(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
     """Run the block with autocast to `dtype` on `device` (nothing changes for float32)."""
+    import torch
+
     if dtype is torch.float32:
         yield
         return
@@ -88,6 +97,8 @@ def precision(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
 def place(model, device: torch.device | str):
     """Move `model` (an nn.Module or anything with `.to`) to `device` once and return it in eval mode
     when it has one."""
+    import torch
+
     model = model.to(torch.device(device))
     return model.eval() if hasattr(model, "eval") else model
 

@@ -183,12 +183,17 @@ def load_state(model: torch.nn.Module, path: str | os.PathLike, map_location: st
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", kind: str | None = None) -> Any:
-    """Any VoxTok checkpoint folder -> the model it holds, in eval mode (local paths only).
+    """Any VoxTok checkpoint folder -> the model it holds, in eval mode (local paths only), on the
+    device `map_location` names (cpu, cuda, cuda:N, auto; an absent one is a one-line BadConfigError
+    before anything is read).
 
     The model gets `checkpoint_hash` (its weights hash) and `extra` (metadata extra) attributes.
     A pipeline manifest (a YAML file, or an exp folder holding pipeline.yaml) loads the pipeline.
     With `kind`, a checkpoint of another kind is an error.
     """
+    from voxtok.device import place, resolve_device
+
+    device = resolve_device(map_location)
     path = Path(path)
     manifest = _manifest_path(path)
     if manifest is not None:
@@ -197,15 +202,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", kind
         from voxtok.tts.manifest import read_manifest
 
         spec = read_manifest(manifest)
-        return lookup("pipeline", spec["model"]).from_manifest(spec, map_location=map_location)
+        return lookup("pipeline", spec["model"]).from_manifest(spec, map_location=device)
     meta = read_metadata(path)
     if kind is not None and meta["kind"] != kind:
         raise BadConfigError(f"checkpoint holds a {meta['kind']} ('{meta['name']}'), not a {kind}", path)
     model = lookup(meta["kind"], meta["name"]).from_config(read_config(path, meta))
-    load_state(model, path, map_location)
+    # Weights are read into the CPU-built model, then the whole model moves once (load_state_dict
+    # copies into the existing parameters, so reading them onto a GPU first would not place it).
+    load_state(model, path)
     model.checkpoint_hash = meta["weights_hash"]
     model.extra = dict(meta.get("extra") or {})
-    return model.eval()
+    return place(model, device)
 
 
 def _manifest_path(path: Path) -> Path | None:

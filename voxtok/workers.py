@@ -7,18 +7,23 @@ forked), passes each its device and its items, and draws one progress bar over t
 from the counts the workers report. A single CPU worker runs in this process (no start-up cost).
 
 The worker function runs in a child process, so it must be importable (a module-level function);
-it gets `(device, items, progress, *args)` and calls `progress(n)` after finishing n more items.
-What it returns comes back in worker order. A failing worker's exception is re-raised here once
-the others have stopped, so a killed or failed run leaves what the others completed.
+it gets `(device, items, progress, *args)` (with `ranked`, `(device, items, progress, rank, *args)`:
+a worker that writes files names them by its rank) and calls `progress(n)` after finishing n more
+items. What it returns comes back in worker order. A failing worker's exception is re-raised here
+once the others have stopped, so a killed or failed run leaves what the others completed. A worker
+whose parent dies (killed by a scheduler, Ctrl-C'd twice) stops too: a rerun must never find an
+orphan of the killed run still writing into the same output.
 """
 
 from __future__ import annotations
 
 import heapq
 import multiprocessing
+import os
 import queue as queue_module
 import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -64,19 +69,53 @@ class ProgressBar:
             self.bar.close()
 
 
-def _child(fn: Callable[..., Any], device: str, items: list, counts, rank: int, threads: int | None, args: tuple):
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Watch (in a daemon thread) for the parent `parent` to go away, then end this process at once:
+    a spawned worker is not killed with its parent, and one left running would write into the
+    output a rerun is resuming."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+_COUNTS = None  # the worker process's end of the progress queue (set by _start_child)
+
+
+def _start_child(counts, parent: int) -> None:
+    # The queue comes through the pool's initializer: a multiprocessing.Queue may only be handed
+    # over when a process starts (no Manager process, which would outlive a killed parent).
+    global _COUNTS
+    _COUNTS = counts
+    _exit_with_parent(parent)
+
+
+def _report(rank: int, n: int) -> None:
+    _COUNTS.put((rank, n))
+
+
+def _child(fn: Callable[..., Any], device: str, items: list, rank: int, threads: int | None, args: tuple,
+           ranked: bool):
+    import functools
+
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
-    return fn(device, items, lambda n: counts.put((rank, n)), *args)
+    head = (rank,) if ranked else ()
+    return fn(device, items, functools.partial(_report, rank), *head, *args)
 
 
 def run_workers(fn: Callable[..., Any], parts: Sequence[list], devices: Sequence[str], args: tuple = (),
-                desc: str = "items", progress: bool = True, threads: int | None = None) -> list[Any]:
-    """Run `fn(device, items, progress, *args)` once per worker: parts[i] on devices[i].
+                desc: str = "items", progress: bool = True, threads: int | None = None,
+                ranked: bool = False) -> list[Any]:
+    """Run `fn(device, items, progress, *args)` once per worker: parts[i] on devices[i]; with `ranked`,
+    `fn(device, items, progress, rank, *args)` (rank = i).
 
     `threads`: torch threads per worker (default: 1 per CPU worker when there are several, else
     torch's own count). Returns the workers' results in order; raises the first worker error.
@@ -86,32 +125,34 @@ def run_workers(fn: Callable[..., Any], parts: Sequence[list], devices: Sequence
     bar = ProgressBar(sum(len(p) for p in parts), desc, progress)
     try:
         if len(parts) == 1 and devices[0] == "cpu":
-            return [fn(devices[0], list(parts[0]), bar.update, *args)]
+            return [fn(devices[0], list(parts[0]), bar.update, *((0,) if ranked else ()), *args)]
         if threads is None and all(d == "cpu" for d in devices):
             threads = 1
         context = multiprocessing.get_context("spawn")
-        with context.Manager() as manager:
-            counts = manager.Queue()
-            stop = threading.Event()
+        counts = context.Queue()
+        stop = threading.Event()
 
-            def drain():
-                while not stop.is_set():
-                    try:
-                        bar.update(counts.get(timeout=0.2)[1])
-                    except queue_module.Empty:
-                        continue
-                    except (EOFError, OSError):  # the manager went away at shutdown
+        def drain():
+            while True:
+                try:
+                    bar.update(counts.get(timeout=0.2)[1])
+                except queue_module.Empty:
+                    if stop.is_set():  # the workers have ended and everything they sent is read
                         return
+                except (EOFError, OSError):
+                    return
 
-            reader = threading.Thread(target=drain, daemon=True)
-            reader.start()
-            try:
-                with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
-                    futures = [pool.submit(_child, fn, device, list(part), counts, rank, threads, args)
-                               for rank, (device, part) in enumerate(zip(devices, parts))]
-                    return [f.result() for f in futures]
-            finally:
-                stop.set()
-                reader.join()
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            with ProcessPoolExecutor(len(parts), mp_context=context, initializer=_start_child,
+                                     initargs=(counts, os.getpid())) as pool:
+                futures = [pool.submit(_child, fn, device, list(part), rank, threads, args, ranked)
+                           for rank, (device, part) in enumerate(zip(devices, parts))]
+                return [f.result() for f in futures]
+        finally:
+            stop.set()
+            reader.join()
+            counts.close()
     finally:
         bar.close()

@@ -1,7 +1,8 @@
 """TTS speed on CPU per stage, 1 and 2 threads: LLM decoding, one flow-matching step, the vocoder,
-and the first-chunk latency of streaming synthesis.
+and the first-chunk latency of streaming synthesis; then Flow-Omni's decoding and streaming latency.
 
     python benchmarks/speed/tts_speed.py [--sizes tiny paper] [--threads 1 2] [--seconds 10]
+                                         [--pipelines cosyvoice flowomni]
 
 Models are built from configs/tts/*_{tiny,300m_paper}.yaml with random weights (speed does not
 depend on weight values). RTF = processing time / duration of the audio it stands for:
@@ -12,6 +13,13 @@ depend on weight values). RTF = processing time / duration of the audio it stand
 - vocoder: mel -> waveform for `--seconds` of audio;
 - first chunk: text -> LLM (first 15 tokens) -> flow (10 steps) -> vocoder, the latency a streaming
   listener waits (tiny models only: the paper LLM on CPU is the bottleneck shown in its own row).
+Flow-Omni (configs/tts/flowomni_{tiny,paper}.yaml, the tiny / paper vocoder), second table:
+- ms per step: one KV-cached LM step plus the flow head's ODE (the config's 10 steps), r frames;
+  RTF = that time / the r frames' duration;
+- first chunk: `FlowOmniPipeline.stream` until its first audio chunk, with a first chunk of 0.3 s of
+  frames (what the CosyVoice row's 15 tokens stand for; rounded up to whole steps), without
+  look-ahead as in the CosyVoice row, and with the default look-ahead (streaming.overlap_frames),
+  which is what `voxtok tts synth --stream --first-chunk-tokens 26` waits for.
 Best of `--repeats` runs after a warm-up.
 """
 
@@ -26,14 +34,20 @@ import yaml
 from codec_speed import best_time  # benchmarks/speed/ is on sys.path when a script here runs
 from voxtok.recipes import CONFIG_DIR
 from voxtok.tts.flow import FlowDecoder
+from voxtok.tts.flowomni import FlowOmniTTS
+from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
 from voxtok.tts.frontend import TextFrontend
 from voxtok.tts.llm import SamplingConfig, TextToTokenLM
+from voxtok.tts.pipeline import Prompt
 from voxtok.tts.vocoder import MelVocoder
 
 CONFIGS = CONFIG_DIR / "tts"
 NAMES = {"tiny": ("llm_tiny", "flow_tiny", "vocoder_tiny"),
          "paper": ("llm_300m_paper", "flow_300m_paper", "vocoder_paper")}
+FLOWOMNI = {"tiny": "flowomni_tiny", "paper": "flowomni_paper"}
 TOKEN_RATE = 50.0
+FIRST_CHUNK_SECONDS = 15 / TOKEN_RATE  # the CosyVoice row's first chunk
+STEP_FRAMES = 40  # frames generated per ms-per-step run
 SPEECH_VOCAB = 4096
 TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
 
@@ -94,6 +108,49 @@ def measure(size: str, threads: int, seconds: float, repeats: int, tokens: int) 
     return row
 
 
+def build_flowomni(size: str) -> FlowOmniPipeline:
+    """Flow-Omni (random weights, char frontend as the recipe sets text_vocab_size) + the size's vocoder."""
+    frontend = TextFrontend("char")
+    cfg = model_cfg(FLOWOMNI[size]) | {"text_vocab_size": frontend.vocab_size}
+    # Random weights: a pretrained backbone (init_from) would not change the speed.
+    cfg["backbone"] = {k: v for k, v in cfg["backbone"].items() if k != "init_from"}
+    model = FlowOmniTTS.from_config(cfg).eval()
+    return FlowOmniPipeline(model, MelVocoder(model_cfg(NAMES[size][2])).eval(), frontend)
+
+
+@torch.inference_mode()
+def measure_flowomni(size: str, threads: int, repeats: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    pipe = build_flowomni(size)
+    model = pipe.model
+    text = torch.tensor(pipe.frontend.encode(TEXT))
+    spk = torch.randn(1, 256)
+    # The text's minimum length (min_frame_text_ratio x 77 characters) is above STEP_FRAMES: no early stop.
+    steps = STEP_FRAMES // model.r
+    per_step = best_time(lambda: model.synthesize(text, spk_emb=spk, max_frames=steps * model.r, seed=0),
+                         repeats) / steps
+    frame_seconds = pipe.vocoder.hop_length / pipe.sample_rate
+    first_frames = round(FIRST_CHUNK_SECONDS / frame_seconds)
+    prompt = Prompt(wav=torch.zeros(1, 16000), sample_rate=16000, spk_emb=spk[0])
+
+    def first_chunk(overlap: int | None) -> float:
+        t0 = time.perf_counter()
+        chunks = pipe.stream(TEXT, prompt, "cross_lingual", seed=0, first_chunk_tokens=first_frames,
+                             overlap_tokens=overlap)
+        next(chunks)
+        seconds = time.perf_counter() - t0
+        chunks.close()
+        return seconds
+
+    row = {"ms_per_step": per_step * 1000, "rtf": per_step / (model.r * frame_seconds),
+           "first_frames": -(-first_frames // model.r) * model.r,
+           "overlap": model.config["streaming"]["overlap_frames"]}
+    for key, overlap in (("first_ms", 0), ("first_lookahead_ms", None)):
+        first_chunk(overlap)
+        row[key] = min(first_chunk(overlap) for _ in range(repeats)) * 1000
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "paper"], choices=list(NAMES))
@@ -101,7 +158,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length for flow and vocoder")
     parser.add_argument("--tokens", type=int, default=40, help="tokens decoded per LLM run")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pipelines", nargs="+", default=["cosyvoice", "flowomni"], choices=["cosyvoice", "flowomni"])
     args = parser.parse_args()
+    if "cosyvoice" in args.pipelines:
+        cosyvoice_table(args)
+    if "flowomni" in args.pipelines:
+        flowomni_table(args)
+
+
+def flowomni_table(args: argparse.Namespace) -> None:
+    print("\n| Flow-Omni | threads | ms per step | RTF | first chunk (ms) | first chunk + look-ahead (ms) |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for threads in args.threads:
+            r = measure_flowomni(size, threads, args.repeats)
+            print(f"| {size} | {threads} | {r['ms_per_step']:.1f} | {r['rtf']:.3f} | {r['first_ms']:.0f} "
+                  f"({r['first_frames']} frames) | {r['first_lookahead_ms']:.0f} (+{r['overlap']}) |", flush=True)
+
+
+def cosyvoice_table(args: argparse.Namespace) -> None:
     print("| models | threads | LLM ms/token | LLM RTF | flow RTF per step | flow encoder RTF | vocoder RTF "
           "| first chunk (ms) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -111,19 +111,25 @@ def whisper_model_path() -> Path:
 
 
 class WhisperASR:
-    """Whisper tiny.en on CPU (int8), greedy decoding, English, no timestamps, no VAD.
+    """Whisper tiny.en (CPU int8 by default), greedy decoding, English, no timestamps, no VAD.
 
     Greedy decoding without conditioning on earlier text makes each utterance's transcript
-    deterministic and independent of the others, so cached results stay valid.
+    deterministic and independent of the others, so cached results stay valid. `device` (cpu, cuda,
+    cuda:N, auto; an absent GPU is a one-line BadConfigError) picks where CTranslate2 runs;
+    `compute_type` defaults to int8 on the CPU and float16 on a GPU.
     """
 
     def __init__(self, model_path: str | Path | None = None, cpu_threads: int = 1, beam_size: int = 1,
-                 compute_type: str = "int8"):
+                 compute_type: str | None = None, device: str = "cpu"):
         from faster_whisper import WhisperModel
 
+        from voxtok.device import resolve_device
+
+        where = resolve_device(device)
         self.model_path = Path(model_path) if model_path else whisper_model_path()
         self.beam_size = beam_size
-        self.model = WhisperModel(str(self.model_path), device="cpu", compute_type=compute_type,
+        self.model = WhisperModel(str(self.model_path), device=where.type, device_index=where.index or 0,
+                                  compute_type=compute_type or ("int8" if where.type == "cpu" else "float16"),
                                   cpu_threads=cpu_threads)
 
     def transcribe_one(self, wav, sample_rate: int) -> str:

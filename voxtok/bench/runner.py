@@ -9,12 +9,17 @@ Output folder layout:
     cache/swuggy/*.wav           the spoken words of the sWUGGY-style test
     systems/<name>/results.json  that system's cached stage results
     systems/<name>/tokens_{test,train}.npz, per_utt.csv, samples/*.wav
+    systems/<name>/recon_parts/  results of a reconstruction still under way (removed when it ends)
 
 Each system runs in stages (reconstruction, train_tokens, probe_asr, probe_speaker, lm). A stage's
 result is stored with a key hashing everything it depends on (the system's fingerprint, which
 includes its checkpoint hash; the data dirs' contents; the stage's settings), so a re-run only
 computes stages whose inputs changed and systems that are new. A failing stage marks the system
 "failed" with a one-line reason; its finished stages and all other systems keep their results.
+
+The reconstruction of one system's test set can itself be split over workers (`ngpu` GPUs or
+`recon_nj` CPU processes; voxtok.bench.reconstruction): results do not depend on their number, and
+an interrupted reconstruction continues where it stopped.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from voxtok.atomic import atomic_write
@@ -56,8 +60,11 @@ class BenchConfig:
     systems: list[str] = field(default_factory=lambda: list(DEFAULT_SYSTEMS))
     train_dir: str | None = None  # probes and the LM need it
     nj: int = 1  # systems evaluated in parallel (processes)
-    threads: int | None = None  # torch/Whisper threads per process (default: cores / nj)
+    threads: int | None = None  # torch/Whisper threads per process (default: cores / (nj x workers))
     device: str = "cpu"
+    dtype: str = "float32"  # neural systems: float32, or bfloat16 / float16 autocast (weights stay float32)
+    ngpu: int = 0  # > 0: each system's test-set reconstruction split over cuda:0..ngpu-1 (one worker each)
+    recon_nj: int = 1  # else: CPU worker processes per system's reconstruction (on `device`)
     max_test_utts: int | None = None
     max_train_utts: int | None = None
     eval_sample_rate: int = 16000
@@ -122,8 +129,24 @@ class BenchConfig:
             raise BadConfigError("ssl_kmeans systems fit their k-means on the training split: give train_dir")
         if self.nj < 1:
             raise BadConfigError(f"nj must be at least 1, got {self.nj}")
+        if self.recon_nj < 1 or self.ngpu < 0:
+            raise BadConfigError(f"recon_nj must be at least 1 and ngpu at least 0, got {self.recon_nj} and "
+                                 f"{self.ngpu}")
+        from voxtok.device import resolve_device
+
+        self.device = str(resolve_device(self.device))  # an absent GPU: one line, before any system loads
         if self.eval_sample_rate < 8000:
             raise BadConfigError(f"eval_sample_rate must be at least 8000 Hz, got {self.eval_sample_rate}")
+        from voxtok.device import resolve_dtype
+
+        self.recon_devices()  # ngpu GPUs this machine lacks: one line, before any system loads
+        self.dtype = str(resolve_dtype(self.dtype, self.device)).removeprefix("torch.")
+
+    def recon_devices(self) -> list[str]:
+        """The devices of one system's reconstruction workers: cuda:0..ngpu-1, else recon_nj x `device`."""
+        from voxtok.device import worker_devices
+
+        return worker_devices(self.ngpu, self.recon_nj, self.device)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -177,10 +200,6 @@ def data_fingerprint(data, utts: Sequence[str]) -> str:
     return _hash(entries)
 
 
-def _native_rate(data, utt: str) -> int:
-    return sf.info(data.wav_scp[data.recording_of(utt)]).samplerate
-
-
 def progress_enabled(cfg: BenchConfig) -> bool:
     """Progress bars unless disabled in the config or with VOXTOK_PROGRESS=0."""
     return cfg.progress and os.environ.get("VOXTOK_PROGRESS", "1") != "0"
@@ -220,54 +239,6 @@ class Shared:
 # ----------------------------------------------------------------------------- stages
 
 
-def reconstruct_utterances(system, data, utts: Sequence[str], eval_sr: int, metrics: Sequence[str],
-                           asr=None, reference_hyps: dict[str, str] | None = None, samples_dir: Path | None = None,
-                           num_samples: int = 0, desc: str = "", progress: bool = False, position: int = 0,
-                           settings=None):
-    """Run `system` over `utts` of a DataDir and score each reconstruction at `eval_sr`.
-
-    Returns (per-utterance rows, TokenSet of the test codes or None, totals dict with bits,
-    seconds and encode/decode/total processing seconds). `asr` (a WhisperASR) adds the hypothesis
-    "hyp"; the identity system reuses `reference_hyps` instead of transcribing the same audio again.
-    `settings` (a MetricSettings) carries the speaker encoder and UTMOS checkpoint.
-    """
-    from tqdm import tqdm
-
-    from voxtok.audio import resample, save_audio
-    from voxtok.bench.metrics import reconstruction_metrics
-    from voxtok.bench.tokens import TokenSet
-    from voxtok.data.dataset import load_utterance
-
-    tokens = TokenSet(system.frame_rate, system.codebook_size, system.n_q) if system.has_tokens else None
-    rows = []
-    totals = {"bits": 0.0, "seconds": 0.0, "encode": 0.0, "decode": 0.0, "total": 0.0}
-    for i, utt in enumerate(tqdm(utts, desc=desc, leave=False, disable=not progress, position=position,
-                                 mininterval=2.0)):
-        rate = system.input_rate(_native_rate(data, utt))
-        wav = load_utterance(data, utt, rate)
-        seconds = wav.shape[-1] / rate
-        rt = system.roundtrip(wav, rate)
-        row: dict[str, Any] = {"utt": utt, "seconds": seconds, "kbps": rt.bits / seconds / 1000}
-        for key, value in (("encode", rt.encode_seconds), ("decode", rt.decode_seconds), ("total", rt.total_seconds)):
-            totals[key] += value
-        totals["bits"] += rt.bits
-        totals["seconds"] += seconds
-        if rt.codes is not None:
-            tokens.add(utt, rt.codes, seconds)
-        if rt.recon is not None:
-            ref = load_utterance(data, utt, eval_sr).reshape(-1)
-            deg = resample(rt.recon.reshape(-1), rate, eval_sr).reshape(-1)
-            row.update(reconstruction_metrics(ref.numpy(), deg.numpy(), eval_sr, which=metrics, settings=settings))
-            if reference_hyps is not None and system.spec.kind == "identity":
-                row["hyp"] = reference_hyps[utt]
-            elif asr is not None:
-                row["hyp"] = asr.transcribe_one(deg, eval_sr)
-            if samples_dir is not None and i < num_samples:
-                save_audio(samples_dir / f"{utt}.wav", rt.recon.reshape(-1), rate)
-        rows.append(row)
-    return rows, tokens, totals
-
-
 def summarize_reconstruction(rows: Sequence[dict], totals: dict, metrics: Sequence[str]) -> dict[str, float]:
     """Means over utterances (NaNs skipped; `<metric>_failures` counts them), measured kbit/s over
     the whole set and real-time factors (processing seconds / audio seconds). A metric with several
@@ -287,27 +258,39 @@ def summarize_reconstruction(rows: Sequence[dict], totals: dict, metrics: Sequen
     return out
 
 
-def _stage_reconstruction(system, data, cfg: BenchConfig, shared: Shared, sys_dir: Path, position: int) -> dict:
-    from voxtok.bench.asr import WhisperASR, asr_scores
-    from voxtok.bench.tokens import token_statistics
+def _stage_reconstruction(system, data, cfg: BenchConfig, shared: Shared, sys_dir: Path, position: int,
+                          key: str) -> dict:
+    """Every test utterance through `system` over the reconstruction workers (resumable under
+    sys_dir/recon_parts/<key>; voxtok.bench.reconstruction), then the summary, tokens and per_utt.csv."""
+    from voxtok.bench.asr import asr_scores
+    from voxtok.bench.reconstruction import ReconJob, reconstruct_test_set, remove_parts
+    from voxtok.bench.tokens import TokenSet, token_statistics
 
-    asr = None
-    if cfg.asr and system.can_decode and system.spec.kind != "identity":
-        asr = WhisperASR(cpu_threads=_threads(cfg))
-    rows, tokens, totals = reconstruct_utterances(
-        system, data, shared.test_utts, cfg.eval_sample_rate, cfg.metrics, asr,
-        shared.reference_hyps if cfg.asr else None, sys_dir / "samples", cfg.num_samples,
-        f"{system.name}: test set", progress_enabled(cfg), position, cfg.metric_settings())
+    devices = cfg.recon_devices()
+    job = ReconJob(system.spec.text, cfg.test_dir, cfg.eval_sample_rate, list(cfg.metrics),
+                   parts_dir=sys_dir / "recon_parts" / key, settings=cfg.metric_settings(), asr=cfg.asr,
+                   reference_hyps=shared.reference_hyps if cfg.asr else None,
+                   sample_utts=shared.test_utts[: cfg.num_samples], samples_dir=sys_dir / "samples",
+                   threads=_threads(cfg, len(devices)), dtype=cfg.dtype, train_dir=cfg.train_dir,
+                   train_utts=shared.train_utts, train_fp=shared.train_fp,
+                   fitted_dir=Path(cfg.out_dir) / "cache" / "fitted", system=system)
+    rows, codes, totals = reconstruct_test_set(job, shared.test_utts, devices, f"{system.name}: test set",
+                                               progress_enabled(cfg), position)
     result = summarize_reconstruction(rows, totals, cfg.metrics if system.can_decode else [])
     hyps = [r.get("hyp") for r in rows]
     if cfg.asr and system.can_decode and all(h is not None for h in hyps):
         texts = [data.text.get(r["utt"], "") for r in rows]
         refs = [shared.reference_hyps[r["utt"]] for r in rows]
         result.update(asr_scores(texts, refs, hyps))
-    if tokens is not None:
+    if system.has_tokens:
+        tokens = TokenSet(system.frame_rate, system.codebook_size, system.n_q)
+        for utt, utt_codes, seconds in codes:
+            if utt_codes is not None:
+                tokens.add(utt, utt_codes, seconds)
         tokens.save(sys_dir / "tokens_test.npz")
         result.update(token_statistics(tokens))
     _write_csv(sys_dir / "per_utt.csv", rows)
+    remove_parts(sys_dir / "recon_parts")
     return result
 
 
@@ -325,7 +308,9 @@ def _stage_train_tokens(system, data, cfg: BenchConfig, shared: Shared, sys_dir:
     for begin in range(0, len(shared.train_utts), chunk):
         utts = shared.train_utts[begin:begin + chunk]
         wavs = [load_utterance(data, u, system.sample_rate) for u in utts]
-        for utt, wav, codes in zip(utts, wavs, system.encode_many(wavs)):
+        with _system_precision(cfg):
+            all_codes = system.encode_many(wavs)
+        for utt, wav, codes in zip(utts, wavs, all_codes):
             tokens.add(utt, codes, wav.shape[-1] / system.sample_rate)
         bar.update(len(utts))
     bar.close()
@@ -376,7 +361,8 @@ def _stage_lm(system, cfg: BenchConfig, shared: Shared, sys_dir: Path) -> dict:
     if shared.swuggy_pairs:
         words = sorted({w for pair in shared.swuggy_pairs for w in pair})
         wavs = [load_audio(shared.swuggy_audio[w], system.sample_rate)[0] for w in words]
-        codes = dict(zip(words, (c.numpy() for c in system.encode_many(wavs))))
+        with _system_precision(cfg):
+            codes = dict(zip(words, (c.numpy() for c in system.encode_many(wavs))))
         result["swuggy"] = swuggy_accuracy(model, shared.swuggy_pairs, codes)
         result["swuggy_pairs"] = len(shared.swuggy_pairs)
     return result
@@ -395,8 +381,18 @@ def _metric_key(cfg: BenchConfig) -> list:
     return key
 
 
-def _threads(cfg: BenchConfig) -> int:
-    return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.nj)
+def _threads(cfg: BenchConfig, workers: int = 1) -> int:
+    """torch/Whisper threads per process: `threads`, else the cores shared by the `nj` systems running at
+    once and each one's `workers` reconstruction workers."""
+    return cfg.threads or max(1, (os.cpu_count() or 1) // (cfg.nj * workers))
+
+
+def _system_precision(cfg: BenchConfig):
+    """The autocast context a system's encoding runs in outside the workers (`dtype` on its device)."""
+    from voxtok.device import precision, resolve_dtype
+
+    device = cfg.recon_devices()[0]
+    return precision(device, resolve_dtype(cfg.dtype, device))
 
 
 def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: int = 0) -> dict:
@@ -417,9 +413,10 @@ def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: 
         torch.set_num_threads(_threads(cfg))
         cache = StageCache(sys_dir / "results.json")
         context = SystemContext(cfg.train_dir, shared.train_utts, shared.train_fp, Path(cfg.out_dir) / "cache" / "fitted")
-        system = build_system(spec, cfg.device, context)
+        system = build_system(spec, cfg.recon_devices()[0], context)  # where its first worker runs
         row["notes"] = system.notes()
-        fp = system.fingerprint()
+        # Reduced precision changes the codes and audio; float32 keeps the caches made before dtype existed.
+        fp = system.fingerprint() + ("" if cfg.dtype == "float32" else f":{cfg.dtype}")
         test_data = DataDir.load(cfg.test_dir)
         train_data = DataDir.load(cfg.train_dir) if cfg.train_dir else None
 
@@ -435,10 +432,10 @@ def evaluate_system(spec_text: str, cfg: BenchConfig, shared: Shared, position: 
                 cache.put(stage_name, key, result)
             row.update(result)
 
-        run("reconstruction",
-            (shared.test_fp, cfg.metrics, cfg.eval_sample_rate, cfg.asr, _hash(shared.reference_hyps),
-             _metric_key(cfg)),
-            lambda: _stage_reconstruction(system, test_data, cfg, shared, sys_dir, position),
+        recon_key = (shared.test_fp, cfg.metrics, cfg.eval_sample_rate, cfg.asr, _hash(shared.reference_hyps),
+                     _metric_key(cfg))
+        run("reconstruction", recon_key,
+            lambda: _stage_reconstruction(system, test_data, cfg, shared, sys_dir, position, _hash(fp, *recon_key)),
             ["tokens_test.npz"] if system.has_tokens else [])
         if system.has_tokens and train_data is not None and (cfg.probes or cfg.lm):
             run("train_tokens", (shared.train_fp,),
@@ -517,6 +514,7 @@ def prepare_shared(cfg: BenchConfig) -> tuple[Shared, dict]:
     seconds = sum(test.utt2dur[u] for u in test_utts) if test.utt2dur and all(u in test.utt2dur for u in test_utts) else None
     meta = {"test_dir": str(cfg.test_dir), "num_test_utts": len(test_utts), "train_dir": cfg.train_dir,
             "num_train_utts": len(train_utts), "eval_sample_rate": cfg.eval_sample_rate, "device": cfg.device,
+            "dtype": cfg.dtype, "reconstruction_workers": cfg.recon_devices(),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "probe": cfg.probe.to_dict(),
             "probe_preset": cfg.probe.describe(), "speaker_encoder": cfg.speaker_encoder,
             "lm_model": cfg.lm_model.to_dict(), "swuggy_pairs": pairs}

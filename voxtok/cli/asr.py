@@ -7,6 +7,7 @@ import sys
 
 from voxtok.cli.common import command as _command
 from voxtok.cli.common import group as _group
+from voxtok.device import add_device_options
 
 
 def _asr_transcribe(args: argparse.Namespace) -> int:
@@ -16,9 +17,12 @@ def _asr_transcribe(args: argparse.Namespace) -> int:
     from voxtok.registry import load
     from voxtok.codecs.tokenize import collect_inputs
     from voxtok.data.dataset import LengthBucketSampler, pad_batch
+    from voxtok.device import precision, resolve_device, resolve_dtype
     from voxtok.errors import VoxTokError
 
-    model = load(args.model, kind="codec")
+    device = resolve_device(args.device)  # before loading: an absent GPU is one line, not a traceback
+    dtype = resolve_dtype(args.dtype, device)
+    model = load(args.model, map_location=device, kind="codec")
     if not hasattr(model, "transcribe"):
         raise VoxTokError(f"model is a '{model.codec_name}' codec, which cannot transcribe (an s3 model can)", args.model)
     loaded: list[tuple[str, torch.Tensor]] = []
@@ -33,8 +37,8 @@ def _asr_transcribe(args: argparse.Namespace) -> int:
     sampler = LengthBucketSampler([w.shape[-1] for _, w in loaded], int(args.batch_seconds * model.sample_rate))
     for indices in sampler:
         wav, lengths = pad_batch([loaded[i][1] for i in indices])
-        with torch.inference_mode():
-            hyps = model.transcribe(wav, lengths)
+        with torch.inference_mode(), precision(device, dtype):
+            hyps = model.transcribe(wav.to(device), lengths.to(device))
         texts.update({loaded[i][0]: hyp for i, hyp in zip(indices, hyps)})
     for utt, _ in loaded:  # input order, like the wav.scp or file list given
         print(f"{utt}\t{texts[utt]}")
@@ -49,3 +53,4 @@ def add_commands(sub) -> None:
     p.add_argument("inputs", nargs="+", help="audio files, folders or wav.scp files")
     p.add_argument("--model", required=True, help="S3 tokenizer checkpoint folder (save_pretrained output)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch")
+    add_device_options(p)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from voxtok.cli.common import command, group
+from voxtok.device import add_device_options
 from voxtok.errors import BadConfigError
 
 EXAMPLE = ('voxtok tts synth --exp egs/libritts/exp/mini --text "Hello there." '
@@ -55,12 +56,16 @@ def _manifest(args: argparse.Namespace) -> Path:
 
 
 def _load_pipeline(args: argparse.Namespace):
+    from voxtok.device import resolve_device, resolve_dtype
     from voxtok.registry import load
 
-    pipe = load(_manifest(args), kind="pipeline")
+    # An absent GPU or a dtype it cannot run is reported before any model is read.
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    pipe = load(_manifest(args), map_location=device, kind="pipeline")
     if args.model != pipe.registry_name and args.pipeline is None:
         raise BadConfigError(f"manifest holds a {pipe.registry_name} pipeline, not {args.model}")
-    return pipe
+    return pipe.to(device, dtype)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -124,6 +129,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="recipe exp dir holding tts/<model>.yaml (or a `voxtok convert cosyvoice` output folder)")
     p.add_argument("--pipeline", default=None, help="a pipeline manifest (overrides --exp/--model)")
     _model_option(p)
+    add_device_options(p)
 
 
 def add_commands(sub) -> None:
@@ -144,7 +150,8 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stream", action="store_true",
                    help="decode in chunks and print the first-chunk latency (streaming pipelines only)")
-    p.add_argument("--first-chunk-tokens", type=int, default=None, help="smaller first chunk: lower latency")
+    p.add_argument("--first-chunk-tokens", type=int, default=None,
+                   help="smaller first chunk: lower latency (speech tokens; Flow-Omni's are mel frames)")
     p.add_argument("-o", "--output", required=True, help="output .wav")
     p = command(tts, "speakers", "list the stored voices usable with --mode sft",
                 "voxtok tts speakers --exp egs/libritts/exp/mini", _speakers)

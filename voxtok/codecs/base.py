@@ -81,12 +81,13 @@ class Codec(SavesPretrained, torch.nn.Module):
     def decode(self, codes: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Codes [B, Q, T'] (Q <= n_q) -> audio [B, 1, T' * hop], or [B, 1, num_samples] when given
 
-        (the original length, so decode(encode(x), x.shape[-1]) has x's shape).
+        (the original length, so decode(encode(x), x.shape[-1]) has x's shape). Always float32, also
+        under bfloat16 / float16 autocast: callers save, score or resample the audio with numpy.
         """
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.n_q:
             raise BadTokenFileError(f"decode expects codes [B, Q<= {self.n_q}, T], got {tuple(codes.shape)}")
         check_code_range(codes, self.codebook_size)
-        wav = self._decode(codes)
+        wav = self._decode(codes).float()
         if num_samples is not None:
             wav = torch.nn.functional.pad(wav, (0, max(0, num_samples - wav.shape[-1])))[..., :num_samples]
         return wav

@@ -6,13 +6,17 @@ A store is a folder:
     shard-00000.index.tsv ...  key <TAB> byte offset <TAB> shape (comma separated)
 A shard's index is written (atomically) only when the shard is complete, so a killed writer
 leaves complete shards and no half-indexed one; `ShardWriter(resume=True)` skips keys already
-stored. Reading memory-maps one shard at a time, so millions of utterances need little memory.
+stored. The killed writer's open shard is an orphan .bin (no index): readers never see it, and
+`remove_incomplete` deletes it (and temp files of interrupted atomic writes) before a rerun.
+Reading memory-maps one shard at a time, so millions of utterances need little memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,19 +30,48 @@ class BadShardError(VoxTokError):
     """A shard store that is missing, inconsistent or holds arrays of the wrong shape."""
 
 
+# atomic_write's temp names (voxtok/atomic.py): .<target name>.<12 hex>.tmp
+_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Temp files that interrupted atomic writes left in `folder` (not its subfolders)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(".*.tmp") if _ATOMIC_TEMP.match(p.name) and p.is_file())
+
+
+def remove_incomplete(root: str | os.PathLike) -> int:
+    """Delete what killed writers left in the store at `root`: shard .bin files that have no index
+    (their shard never completed) and temp files of interrupted atomic writes. Call it only while
+    no writer is open on the store. Returns how many files were removed."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    leftovers = [b for b in root.glob("shard-*.bin") if not (root / f"{b.name[:-len('.bin')]}.index.tsv").exists()]
+    leftovers += stale_temps(root)
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 class ShardWriter:
-    """Append arrays by key; a new shard starts every `shard_items` arrays.
+    """Append arrays by key; a new shard starts every `shard_items` arrays, or once the open shard
+    is `flush_seconds` old (so a kill loses at most that much work however slow the writer is).
 
     `rank` (0-based) keeps files of parallel writers apart: shard names carry it.
     `expect_ndim` asserts the rank of every array (e.g. 2 for [T, D] features).
     """
 
     def __init__(self, root: str | os.PathLike, meta: dict[str, Any], dtype: str = "int16",
-                 shard_items: int = 1000, rank: int = 0, resume: bool = True, expect_ndim: int | None = None):
+                 shard_items: int = 1000, rank: int = 0, resume: bool = True, expect_ndim: int | None = None,
+                 flush_seconds: float | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.shard_items = shard_items
+        self.flush_seconds = flush_seconds
         self.rank = rank
         self.expect_ndim = expect_ndim
         meta_path = self.root / "meta.json"
@@ -51,9 +84,13 @@ class ShardWriter:
             with atomic_write(meta_path) as handle:
                 handle.write(json.dumps(full_meta, indent=2, sort_keys=True))
         self.done = set(ShardStore(self.root).keys()) if resume else set()
-        taken = [p for p in self.root.glob(f"shard-r{rank:03d}-*.index.tsv")]
-        self._next = len(taken)
+        # The next number after this rank's last complete shard (an orphan .bin of that number, left
+        # by a kill, is overwritten).
+        taken = [int(m.group(1)) for p in self.root.glob(f"shard-r{rank:03d}-*.index.tsv")
+                 if (m := re.fullmatch(rf"shard-r{rank:03d}-(\d+)\.index\.tsv", p.name))]
+        self._next = max(taken) + 1 if taken else 0
         self._bin = None
+        self._opened = 0.0
         self._rows: list[str] = []
 
     def __contains__(self, key: str) -> bool:
@@ -69,11 +106,13 @@ class ShardWriter:
         if self._bin is None:
             self._name = f"shard-r{self.rank:03d}-{self._next:05d}"
             self._bin = open(self.root / f"{self._name}.bin", "wb")
+            self._opened = time.monotonic()
         offset = self._bin.tell()
         self._bin.write(arr.tobytes())
         self._rows.append(f"{key}\t{offset}\t{','.join(map(str, arr.shape))}")
         self.done.add(key)
-        if len(self._rows) >= self.shard_items:
+        if len(self._rows) >= self.shard_items or (
+                self.flush_seconds is not None and time.monotonic() - self._opened >= self.flush_seconds):
             self._finish_shard()
 
     def _finish_shard(self) -> None:

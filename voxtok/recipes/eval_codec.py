@@ -11,7 +11,8 @@ used over the whole set) and code perplexity for the neural codec; bitrate as pr
 Options: `n_q=N` keeps the first N codebooks of an RVQ codec (its bitrate drops accordingly);
 `speaker_similarity=true` adds the d-vector cosine of original and reconstruction;
 `asr=true` transcribes originals and reconstructions with Whisper tiny.en (voxtok.bench.asr) and
-adds WER (against the data dir's text) and dWER (against the original audio's transcript).
+adds WER (against the data dir's text) and dWER (against the original audio's transcript);
+`device=cuda dtype=bfloat16` runs the codec (and Whisper) on a GPU, the codec under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from voxtok.bench.tokens import code_statistics
 from voxtok.registry import load
 from voxtok.data.dataset import load_utterance
 from voxtok.data.kaldi import DataDir
+from voxtok.device import precision, resolve_device, resolve_dtype
 from voxtok.recipes import recipe_main
 
 METRICS = ("pesq_wb", "stoi", "mel_distance")
@@ -42,7 +44,9 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     """Run every system over the data dir; returns the table rows (means per system)."""
     from voxtok.bench.baselines import CLASSICAL_CODECS
 
-    codec = load(cfg.model, kind="codec")
+    device = resolve_device(cfg.get("device", "cpu"))  # before loading: an absent GPU is one line
+    dtype = resolve_dtype(cfg.get("dtype", "float32"), device)
+    codec = load(cfg.model, map_location=device, kind="codec")
     sr = codec.sample_rate
     n_q = cfg.get("n_q")
     n_q = codec.n_q if n_q is None else int(n_q)
@@ -51,7 +55,7 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     if cfg.get("asr"):
         from voxtok.bench.asr import WhisperASR
 
-        asr = WhisperASR()
+        asr = WhisperASR(device=str(device))
     transcripts: dict[str, list[str]] = {}
     data = DataDir.load(cfg.test_dir)
     utts = data.utts[: cfg.max_utts] if cfg.get("max_utts") else data.utts
@@ -65,11 +69,11 @@ def evaluate(cfg: DictConfig) -> list[dict]:
         wav = load_utterance(data, utt, sr)
         total_audio += wav.shape[-1] / sr
         start = time.perf_counter()
-        with torch.inference_mode():
-            codes = codec.encode(wav[None], n_q=n_q)
-            recon = codec.decode(codes, wav.shape[-1])[0]
+        with torch.inference_mode(), precision(device, dtype):
+            codes = codec.encode(wav[None].to(device), n_q=n_q)
+            recon = codec.decode(codes, wav.shape[-1])[0].cpu()
         seconds[codec.codec_name] += time.perf_counter() - start
-        codes_seen.append(codes[0])
+        codes_seen.append(codes[0].cpu())
         systems = {codec.codec_name: (recon, codec.bitrate_at(n_q))}
         for name in cfg.baselines:
             start = time.perf_counter()

@@ -24,6 +24,7 @@ from voxtok.bench.tokens import code_statistics
 from voxtok.registry import load
 from voxtok.data.dataset import LengthBucketSampler, load_utterance, pad_batch, utterance_duration
 from voxtok.data.kaldi import DataDir
+from voxtok.device import precision, resolve_device, resolve_dtype
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 
@@ -32,13 +33,11 @@ def evaluate(cfg: DictConfig) -> dict:
     """Transcribe and tokenize every test utterance; returns the summary row."""
     import jiwer
 
-    model = load(cfg.model, kind="codec")
+    device = resolve_device(cfg.get("device", "cpu"))  # before loading: an absent GPU is one line
+    dtype = resolve_dtype(cfg.get("dtype", "float32"), device)
+    model = load(cfg.model, map_location=device, kind="codec")
     if not hasattr(model, "recognize"):
         raise BadConfigError(f"model is a '{model.codec_name}' codec, not an S3 tokenizer with a recognizer", cfg.model)
-    device = cfg.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device)
     sr = model.sample_rate
     data = DataDir.load(cfg.test_dir)
     utts = [u for u in data.utts if u in data.text]
@@ -53,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict:
         wavs = [load_utterance(data, utts[i], sr) for i in indices]
         wav, lengths = pad_batch(wavs)
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), precision(device, dtype):
             hyps, codes, frames = model.recognize(wav.to(device), lengths.to(device))
         seconds += time.perf_counter() - start
         for j, i in enumerate(indices):

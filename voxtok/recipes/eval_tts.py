@@ -17,6 +17,8 @@ every system has are scored, so the rows compare the same sentences.
   (voxtok.bench.mos, the speechmos package's ONNX models); `dnsmos=false` skips it.
 - RTF: from the synthesis run's timing.json when the system's folder has one next to it.
 Writes out_dir/results.csv (per utterance), out_dir/table.md (means) and prints the table.
+`device` runs Whisper and the speaker encoder there (cpu, cuda, cuda:N, auto); `dtype` (bfloat16 /
+float16) runs the speaker encoder under autocast.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def repeated_words(ref: list[str], hyp: list[str], max_n: int = 4) -> bool:
 def score_systems(cfg: dict) -> list[dict]:
     """Per-utterance rows {system, utt, wer, sim, skipped, repeated} for every system."""
     from voxtok.bench.asr import WhisperASR, normalize_text, word_error_rate
+    from voxtok.device import precision, resolve_device, resolve_dtype
     from voxtok.tts.speaker import SpeakerEncoder
 
+    device = resolve_device(cfg.get("device", "cpu"))  # before loading: an absent GPU is one line
+    dtype = resolve_dtype(cfg.get("dtype", "float32"), device)
     test = DataDir.load(cfg["test_dir"])
     prompts = read_kv(cfg["prompts"])
     systems = {name: DataDir.load(path) for name, path in cfg["systems"].items()}
@@ -71,7 +76,12 @@ def score_systems(cfg: dict) -> list[dict]:
         utts = utts[: int(cfg["max_utts"])]
     if not utts:
         raise BadDataDirError("the systems share no utterance that has a prompt: nothing to score")
-    asr, spk = WhisperASR(cpu_threads=int(cfg.get("threads") or 1)), SpeakerEncoder()
+    asr, spk = WhisperASR(cpu_threads=int(cfg.get("threads") or 1), device=str(device)), SpeakerEncoder(str(device))
+
+    def embed(wav, name):
+        with precision(device, dtype):
+            return spk.embed_utterance(wav, rate, name)
+
     quality = None
     if cfg.get("dnsmos", True):
         from voxtok.bench.mos import dnsmos_scores as quality
@@ -80,7 +90,7 @@ def score_systems(cfg: dict) -> list[dict]:
     for u in utts:
         p = prompts[u]
         if p not in prompt_emb:
-            prompt_emb[p] = spk.embed_utterance(load_utterance(test, p, rate), rate, p)
+            prompt_emb[p] = embed(load_utterance(test, p, rate), p)
     rows = []
     for name, data in systems.items():
         for u in utts:
@@ -88,7 +98,7 @@ def score_systems(cfg: dict) -> list[dict]:
             ref = normalize_text(test.text[u]).split()
             hyp = normalize_text(asr.transcribe_one(wav[0], rate)).split()
             try:
-                sim = float(spk.embed_utterance(wav, rate, u) @ prompt_emb[prompts[u]])
+                sim = float(embed(wav, u) @ prompt_emb[prompts[u]])
             except Exception as err:  # a silent or garbled synthesis still gets a row
                 print(f"{name}/{u}: no speaker embedding ({err})")
                 sim = float("nan")

@@ -14,6 +14,8 @@ T = ceil(num_samples / hop) for the audio at `sample_rate`: the frame count of a
 Word spans come from CTC forced alignment with `aligner.s3_model`, else proportional to word
 length. meta.json of every store records the teacher, its layer, frame rate and dimension.
 A killed run resumes: utterances already in a store are skipped.
+The teachers run on `device` (cpu, cuda, cuda:N, auto) under `compute_dtype` autocast (float32,
+bfloat16, float16); `dtype` is the stores' number format.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ExtractSettings:
     sm_dir: str | None
     sm_s3: str | None
     sm_layer: Any
+    compute_dtype: str = "float32"  # autocast of the teachers (the stores' format is `dtype`)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "ExtractSettings":
@@ -73,9 +76,14 @@ class ExtractSettings:
             raise BadConfigError(f"frame_rate {cfg.frame_rate} does not match sample_rate / hop = {sr / hop:g}")
         if cfg.sm.get("model_dir") and cfg.sm.get("s3_model"):
             raise BadConfigError("give one speech teacher: sm.model_dir or sm.s3_model, not both")
-        return cls(sr, hop, str(cfg.dtype), int(cfg.shard_items), bool(cfg.resume), str(cfg.device),
+        from voxtok.device import resolve_device, resolve_dtype
+
+        # Checked here, before any worker loads a teacher: an absent GPU is one line.
+        device = resolve_device(cfg.get("device", "cpu"))
+        compute = str(resolve_dtype(cfg.get("compute_dtype", "float32"), device)).removeprefix("torch.")
+        return cls(sr, hop, str(cfg.dtype), int(cfg.shard_items), bool(cfg.resume), str(device),
                    cfg.lm.get("model_dir"), parse_layer(cfg.lm.get("layer", "mean")), cfg.aligner.get("s3_model"),
-                   cfg.sm.get("model_dir"), cfg.sm.get("s3_model"), parse_layer(cfg.sm.get("layer", "mean")))
+                   cfg.sm.get("model_dir"), cfg.sm.get("s3_model"), parse_layer(cfg.sm.get("layer", "mean")), compute)
 
     @property
     def frame_rate(self) -> float:
@@ -103,7 +111,7 @@ class Extractor:
         if settings.aligner:
             from voxtok.registry import load
 
-            self.aligner = load(settings.aligner, kind="codec").eval().to(settings.device)
+            self.aligner = load(settings.aligner, map_location=settings.device, kind="codec")
             if not hasattr(self.aligner, "ctc_log_probs"):
                 raise BadConfigError(f"codec '{self.aligner.codec_name}' has no CTC head to align with",
                                      settings.aligner)
@@ -137,7 +145,14 @@ class Extractor:
         return rescale_word_spans(spans, model_frames, frames), False
 
     def extract(self, wav: torch.Tensor, text: str) -> tuple[dict[str, np.ndarray], bool]:
-        """Arrays of every store for one utterance wav [1, T] at sample_rate; plus 'fell back to proportional'."""
+        """Arrays of every store for one utterance wav [1, T] at sample_rate; plus 'fell back to proportional'.
+        The teachers and the aligner run under `compute_dtype` autocast; the arrays are float32."""
+        from voxtok.device import precision, resolve_dtype
+
+        with precision(self.s.device, resolve_dtype(self.s.compute_dtype, self.s.device)):
+            return self._extract(wav, text)
+
+    def _extract(self, wav: torch.Tensor, text: str) -> tuple[dict[str, np.ndarray], bool]:
         frames = num_frames(wav.shape[-1], self.s.hop)
         spans, fell_back = self.word_spans(wav, text, frames)
         tokens = self.lm.token_features(text)

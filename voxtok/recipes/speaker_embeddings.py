@@ -5,6 +5,7 @@ Example:
     python -m voxtok.recipes.speaker_embeddings data_dir=data out_dir=dump/spk "splits=[train,dev,test]"
     python -m voxtok.recipes.speaker_embeddings data_dir=data/train out_dir=dump/campplus/train \
         encoder=campplus:pretrained/CosyVoice-300M/campplus.onnx
+    python -m voxtok.recipes.speaker_embeddings data_dir=data/train out_dir=dump/spk/train device=cuda dtype=bfloat16
 
 With `splits`, data_dir/<split> goes to out_dir/<split> for each split in one process (the model
 loads once). `encoder` is resemblyzer (256-d, the default) or campplus:FILE (192-d x-vectors from
@@ -30,7 +31,7 @@ def main(cfg: DictConfig) -> None:
              else [(cfg.data_dir, cfg.out_dir)])
     for data_dir, out_dir in pairs:
         compute_embeddings(data_dir, out_dir, nj=int(cfg.nj), batch_size=int(cfg.batch_size), device=str(cfg.device),
-                           encoder=str(cfg.get("encoder") or "resemblyzer"))
+                           encoder=str(cfg.get("encoder") or "resemblyzer"), dtype=str(cfg.dtype))
 
 
 if __name__ == "__main__":

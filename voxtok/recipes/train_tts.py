@@ -12,25 +12,49 @@ embeddings). The vocabulary sizes and the tokenizer's name and frame rate are ta
 frontend and the token store, overriding the YAML. The trained model is exported to
 exp_dir/model (config.yaml with the frontend and token metadata + model.safetensors), loadable
 with `voxtok.load`.
+
+Fine-tuning: `init_from=DIR` starts from a VoxTok or converted (`voxtok convert cosyvoice`) TTS part:
+    python -m voxtok.recipes.train_tts tts=llm_cosyvoice_300m init_from=exp/cosyvoice_300m/tts/llm/model \
+        finetune=egs/libritts/conf/finetune_cosyvoice.yaml data_dir=data token_dir=dump/tokens/s3_pretrained \
+        embedding_dir=dump/spk_campplus exp_dir=exp/tts/llm_finetune
+- the model is DIR's: its weights and its config (the architecture the weights were made for), which
+  replaces `tts.model`; `tts.name` must name DIR's model (else a one-line error); its text frontend
+  is the one saved with DIR (`extra.frontend`), which replaces `tts.frontend`; a line lists what
+  DIR's config overrode;
+- the data must fit DIR's model: the token store must come from the tokenizer DIR was trained on
+  (same checkpoint hash, codebook size and rate) and the speaker store must give DIR's speaker-vector
+  size (e.g. 192-d CAM++ for a converted CosyVoice), else a one-line error;
+- `finetune=FILE` applies the block of DIR's model from a fine-tuning settings file (steps, optim,
+  data, frozen submodules: voxtok/tts/finetune.py); command-line settings override the file's;
+- the export keeps DIR's extra (e.g. the flow's prompt_framing) and records `init_from`.
+A re-run with the same exp_dir resumes from its last checkpoint, which supersedes DIR.
+`freeze=[a,b]` (also without init_from) holds those submodules fixed.
+
+Flow-Omni on a pretrained LLM is a model setting instead, `tts.model.backbone.init_from=QWEN2_DIR`
+(a Hugging Face Qwen2 folder; configs/tts/flowomni_paper.yaml reads $QWEN2_DIR): its weights start the
+backbone and text embedding, and the text frontend becomes that folder's tokenizer (voxtok/tts/hf_init.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from voxtok.training.lightning import check_trainer_config, fit_and_export
-from voxtok.config import check_keys, dataclass_from_dict, kwargs_for
+from voxtok.config import check_keys, dataclass_from_dict, kwargs_for, plain_data
 from voxtok.data.dataset import LengthBucketSampler
 from voxtok.data.options import TTSDataOptions
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 from voxtok.tts.dataset import TTSDataset, collate_tts
+from voxtok.tts.finetune import (apply_overrides, command_line_keys, finetune_overrides, freeze_parameters,
+                                 read_finetune_config)
 from voxtok.tts.frontend import TextFrontend
+from voxtok.tts.hf_init import backbone_frontend
 from voxtok.registry import build
 from voxtok.tts.train import TTSModule
 
@@ -115,11 +139,24 @@ def make_loader(dataset: TTSDataset, data: TTSDataOptions, train: bool, seed: in
     return DataLoader(dataset, batch_size=size, shuffle=train, drop_last=train and len(dataset) > size, **kw)
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train (or resume) and export the TTS model; returns the exported model folder."""
+def train(cfg: DictConfig, given: Iterable[str] = ()) -> Path:
+    """Train (or resume, or fine-tune from `init_from`) and export the TTS model; returns the exported
+    model folder. `given`: the config keys set on the command line (they win over `finetune`'s file)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
+    init_model = init_frontend = None
+    if plain.get("init_from"):
+        init_model, plain["tts"], init_frontend = start_from(plain["init_from"], plain["tts"])
+        if plain.get("finetune"):
+            block = read_finetune_config(plain["finetune"], init_model.registry_name)
+            applied = apply_overrides(plain, finetune_overrides(block), given)
+            print(f"finetune {plain['finetune']}: {', '.join(applied) or 'nothing'} from its "
+                  f"'{init_model.registry_name}' block", flush=True)
+    elif plain.get("finetune"):
+        raise BadConfigError("finetune settings apply to a model to start from: set init_from")
     tcfg, tts = check_trainer_config(plain["trainer"]), plain["tts"]
     frontend, data = read_tts_config(tts)
+    frontend = init_frontend or frontend
+    frontend = backbone_frontend(tts, frontend)  # model.backbone.init_from: the LLM's own tokenizer
     seed = int(tcfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     train_set = make_dataset(plain, plain["train_split"], frontend, data)
@@ -131,19 +168,82 @@ def train(cfg: DictConfig) -> Path:
             raise BadConfigError("train and valid token stores were made by different tokenizer checkpoints",
                                  valid_set.tokens.root)
     embedding_meta = getattr(train_set.embeddings, "meta", None)  # a ShardStore's meta.json (or None)
-    model_cfg = complete_model_config(tts["model"], frontend, token_meta, embedding_meta)
-    model = build("tts", tts["name"], model_cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid utterances")
-    module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]), where="tts.optim")
     extra = {"frontend": frontend.to_dict(), "tokens": token_meta}
+    if init_model is not None:
+        check_data_fits(init_model, frontend, token_meta, embedding_meta, plain)
+        model = init_model
+        extra = {**init_model.extra, **extra, "init_from": str(plain["init_from"])}
+    else:
+        model_cfg = complete_model_config(tts["model"], frontend, token_meta, embedding_meta)
+        model = build("tts", tts["name"], model_cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{tts['name']}: {n_params / 1e6:.2f} M parameters, {len(train_set)} train / {len(valid_set)} valid "
+          "utterances")
+    if plain.get("freeze"):
+        frozen, trainable = freeze_parameters(model, plain["freeze"])
+        print(f"freeze {', '.join(plain['freeze'])}: {frozen / 1e6:.2f} M parameters held fixed, "
+              f"{trainable / 1e6:.2f} M train", flush=True)
+    module = TTSModule(model, tts["optim"], max_steps=int(tcfg["max_steps"]), where="tts.optim")
     return fit_and_export(module, make_loader(train_set, data, True, seed), make_loader(valid_set, data, False, seed),
-                          tcfg, plain["exp_dir"], tts["name"], export=lambda out: model.save_pretrained(out, extra=extra))
+                          tcfg, plain["exp_dir"], tts["name"],
+                          export=lambda out: model.save_pretrained(out, extra=extra))
+
+
+def start_from(folder: str | Path, tts: dict[str, Any]) -> tuple[Any, dict[str, Any], TextFrontend | None]:
+    """The TTS model of checkpoint folder `folder` (weights loaded, train mode), the `tts:` config with
+    `model` taken from the folder, and the text frontend the folder saved (None: none saved; the
+    config's is used). See the module docstring."""
+    from voxtok.recipes.train_codec import differing_keys
+    from voxtok.registry import load, read_metadata
+
+    meta = read_metadata(folder)
+    if meta["kind"] != "tts" or meta["name"] != tts.get("name"):
+        raise BadConfigError(f"init_from holds a {meta['kind']} '{meta['name']}', but tts.name is "
+                             f"'{tts.get('name')}' (choose the tts config of that model)", folder)
+    model = load(folder, kind="tts").train()
+    overridden = differing_keys(tts.get("model"), model.to_config(), "tts.model")
+    tts = {**tts, "model": model.to_config()}
+    frontend = None
+    if model.extra.get("frontend"):
+        frontend = TextFrontend.from_dict(model.extra["frontend"])
+        if read_tts_config(tts)[0].to_dict() != frontend.to_dict():
+            overridden.append("tts.frontend")
+    shown = ", ".join(overridden[:8]) + (" ..." if len(overridden) > 8 else "")
+    print(f"init_from {folder}: {meta['name']} weights, model config{' and text frontend' if frontend else ''} "
+          f"from there" + (f"; its config replaced {shown}" if overridden else ""), flush=True)
+    return model, tts, frontend
+
+
+def check_data_fits(model: Any, frontend: TextFrontend, token_meta: dict[str, Any] | None,
+                    embedding_meta: dict[str, Any] | None, plain: dict[str, Any]) -> None:
+    """One-line BadConfigError when the training data does not fit the `init_from` model: a text
+    vocabulary, token store (tokenizer checkpoint, codebook, rate) or speaker-vector size other
+    than the one its config and `extra.tokens` record."""
+    config = model.to_config()
+    want = complete_model_config(config, frontend, token_meta, embedding_meta)
+    source = {"text_vocab_size": "the text frontend", "spk_dim": f"embedding_dir {plain.get('embedding_dir')}"}
+    made_by = ((model.extra.get("tokens") or {}).get("checkpoint_hash")
+               or (config.get("tokenizer") or {}).get("checkpoint_hash"))
+    problems = []
+    if token_meta and made_by and token_meta.get("checkpoint_hash") != made_by:
+        problems.append(f"token_dir {plain.get('token_dir')} holds tokens of tokenizer checkpoint "
+                        f"{token_meta.get('checkpoint_hash')}, the model was trained on checkpoint {made_by}'s")
+    # With the checkpoint known, the tokenizer record (name, rate, hash) is checked by the line above.
+    problems += [f"{key} {plain_data(config[key])} in the model, {plain_data(want[key])} from "
+                 f"{source.get(key, 'token_dir ' + str(plain.get('token_dir')))}"
+                 for key in want if plain_data(want[key]) != plain_data(config[key])
+                 and not (key == "tokenizer" and made_by)]
+    if problems:
+        raise BadConfigError(f"the training data does not fit the init_from model: {'; '.join(problems)} "
+                             "(tokenize with the model's tokenizer and compute speaker vectors with its speaker "
+                             "encoder)", plain["init_from"])
 
 
 @recipe_main("train_tts")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    train(cfg, command_line_keys(HydraConfig.get().overrides.task))
 
 
 if __name__ == "__main__":

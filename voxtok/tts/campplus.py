@@ -71,6 +71,13 @@ class CamPlusEncoder:
         self.checkpoint_hash = file_hash(self.path)
         self.device = str(device)
 
+    def to(self, device: str | torch.device) -> "CamPlusEncoder":
+        """Run on `device` from now on (a new onnxruntime session when it changes); returns the encoder."""
+        if str(device) != self.device:
+            self.session = open_session(self.path, WHAT, str(device))
+            self.device = str(device)
+        return self
+
     @property
     def store_meta(self) -> dict:
         """What a spk2embedding store made with this encoder records about it."""

@@ -80,7 +80,7 @@ class CosyVoicePipeline(TTSPipeline):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_manifest(cls, spec: dict, map_location: str | torch.device = "cpu") -> "CosyVoicePipeline":
-        """Load every part a read manifest names (voxtok/tts/manifest.py: absolute paths)."""
+        """Load every part a read manifest names (voxtok/tts/manifest.py: absolute paths) onto `map_location`."""
         from voxtok.registry import load
         from voxtok.tts.frontend import TextFrontend
 
@@ -100,7 +100,7 @@ class CosyVoicePipeline(TTSPipeline):
         try:
             return cls(llm, flow, load_vocoder(spec["vocoder"], map_location), tokenizer,
                        TextFrontend.from_dict(llm.extra["frontend"]), SpeakerTable(spec.get("speakers")),
-                       open_prompt_speaker_encoder(spec.get("speaker_encoder")), framing)
+                       open_prompt_speaker_encoder(spec.get("speaker_encoder"), map_location), framing)
         except BadConfigError as err:  # parts that do not fit one another: name the manifest
             if err.path is not None:
                 raise
@@ -111,8 +111,9 @@ class CosyVoicePipeline(TTSPipeline):
                        name: object = "<prompt>") -> Prompt:
         """Reference audio [1, T] (+ transcript) -> Prompt with tokens, mel and speaker embedding.
 
-        Tokens come from the tokenizer (audio resampled to its rate), the mel at the flow's mel
-        settings, the embedding from the speaker encoder. With the "aligned" framing, tokens and mel
+        Tokens come from the tokenizer (audio resampled to its rate; float32 whatever `dtype`, so they
+        equal the tokenize stage's), the mel at the flow's mel settings, the embedding from the speaker
+        encoder; all three on the pipeline's device. With the "aligned" framing, tokens and mel
         are trimmed to the same span (whole tokens) so the flow's prompt lines up; with "reference"
         both are kept whole (see the module docstring).
         Silent, too short (< 0.5 s) or too long (> 30 s) audio raises BadAudioError.
@@ -122,7 +123,7 @@ class CosyVoicePipeline(TTSPipeline):
         prompt = super().prepare_prompt(wav, sample_rate, text, name)
         tok_wav = resample(prompt.wav, sample_rate, self.tokenizer.sample_rate)
         with torch.inference_mode():
-            tokens = self.tokenizer.encode(tok_wav[None])[0, 0]
+            tokens = self.tokenizer.encode(tok_wav[None].to(self.device))[0, 0]
         # The codec's own count: a padded last frame is not a token of the prompt (S3: ceil(mel frames / 2)).
         tokens = tokens[: int(self.tokenizer.code_lengths(torch.tensor([tok_wav.shape[-1]]))[0])]
         mel = prompt.mel
@@ -138,11 +139,17 @@ class CosyVoicePipeline(TTSPipeline):
     def _conditioning(self, mode: str, prompt: Prompt | None, speaker: str | None):
         """(spk_emb [spk_dim] for the LLM and the flow, LLM prompt text ids | None, LLM prompt tokens | None,
         flow prompt tokens, flow prompt mel), as CosyVoice's frontend_zero_shot / _cross_lingual / _sft."""
+        device = self.device
         if mode == "sft":
-            return self.speakers.embedding(speaker), None, None, None, None
-        text_ids = torch.tensor(self.frontend.encode(prompt.text)) if mode == "zero_shot" else None
-        llm_tokens = prompt.tokens if mode == "zero_shot" else None
-        return prompt.spk_emb, text_ids, llm_tokens, prompt.tokens, prompt.mel
+            return self.speakers.embedding(speaker).to(device), None, None, None, None
+        text_ids = self._text_ids(prompt.text) if mode == "zero_shot" else None
+        # A prompt prepared before `to` (or by another pipeline) still works; otherwise these moves do nothing.
+        tokens, mel = (None if t is None else t.to(device) for t in (prompt.tokens, prompt.mel))
+        return prompt.spk_emb.to(device), text_ids, tokens if mode == "zero_shot" else None, tokens, mel
+
+    def _text_ids(self, text: str) -> torch.Tensor:
+        """Text -> frontend ids [L] on the pipeline's device."""
+        return torch.tensor(self.frontend.encode(text), dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------ synthesis
     @torch.inference_mode()
@@ -152,7 +159,8 @@ class CosyVoicePipeline(TTSPipeline):
         """Texts (one prompt/speaker each) -> list of audio [1, T_i] at `sample_rate`.
 
         Item i uses seed + i in the LLM and the flow, so a batch equals one-by-one synthesis
-        with the matching seeds. Empty or too long text raises BadTextError.
+        with the matching seeds. The models run under `precision()` on the pipeline's device; the
+        audio comes back float32 on the CPU. Empty or too long text raises BadTextError.
         """
         speakers = list(speakers) if speakers is not None else [None] * len(texts)
         if not (len(texts) == len(prompts) == len(speakers)):
@@ -160,38 +168,49 @@ class CosyVoicePipeline(TTSPipeline):
         self.check_options(mode, cfg_strength=cfg_strength)
         for p, s in zip(prompts, speakers):
             check_mode_inputs(mode, p, s)
-        text_ids = [torch.tensor(self.frontend.encode(t)) for t in texts]
+        text_ids = [self._text_ids(t) for t in texts]
         conds = [self._conditioning(mode, p, s) for p, s in zip(prompts, speakers)]
         seeds = item_seeds(seed, len(texts))
         spk = torch.stack([c[0] for c in conds])
         has_llm_prompt = conds[0][1] is not None
-        tokens = self.llm.generate(text_ids, spk, [c[1] for c in conds] if has_llm_prompt else None,
-                                   [c[2] for c in conds] if has_llm_prompt else None, sampling=sampling, seed=seeds)
         out = []
-        for i, toks in enumerate(tokens):
-            toks = toks if toks.numel() else torch.zeros(1, dtype=torch.long)  # an instant EOS still gives audio
-            _, _, _, p_tok, p_mel = conds[i]
-            mel, lengths = self.flow.synthesize(
-                toks[None], None, spk[i:i + 1], None if p_tok is None else p_tok[None],
-                None if p_mel is None else p_mel[None], n_steps=n_steps, cfg_strength=cfg_strength, seed=seeds[i])
-            out.append(self.vocoder(mel[:, :, : int(lengths[0])])[0].clamp(-1, 1))
+        with self.precision():
+            tokens = self.llm.generate(text_ids, spk, [c[1] for c in conds] if has_llm_prompt else None,
+                                       [c[2] for c in conds] if has_llm_prompt else None, sampling=sampling,
+                                       seed=seeds)
+            for i, toks in enumerate(tokens):
+                toks = toks if toks.numel() else torch.zeros(1, dtype=torch.long)  # an instant EOS still gives audio
+                _, _, _, p_tok, p_mel = conds[i]
+                mel, lengths = self.flow.synthesize(
+                    toks[None].to(spk.device), None, spk[i:i + 1], None if p_tok is None else p_tok[None],
+                    None if p_mel is None else p_mel[None], n_steps=n_steps, cfg_strength=cfg_strength,
+                    seed=seeds[i])
+                audio = self.vocoder(mel[:, :, : int(lengths[0])])[0]
+                out.append(audio.float().cpu().clamp(-1, 1))
         return out
 
-    @torch.inference_mode()
     def stream(self, text: str, prompt: Prompt | None = None, mode: str = "zero_shot", speaker: str | None = None,
                n_steps: int | None = None, cfg_strength: float | None = None, seed: int = 0, sampling=None,
                chunk_tokens: int | None = None, first_chunk_tokens: int | None = None) -> Iterator[torch.Tensor]:
-        """Yield audio chunks [T_k] while the LLM is still decoding.
+        """Yield audio chunks [T_k] (float32, CPU) while the LLM is still decoding; each step runs under
+        `precision()` on the pipeline's device.
 
         Tokens arrive in chunks of `chunk_tokens` (the flow's streaming default); chunk [a, b) is
         decoded by the flow once the look-ahead tokens after b exist (or decoding ended), with
         the audio of the overlap cross-faded into the next chunk. The chunks concatenate to
         flow.frames_for_tokens(N) * hop samples, the length of `synthesize` for the same tokens.
         """
+        return self.precise_steps(self._stream(text, prompt, mode, speaker, n_steps, cfg_strength, seed, sampling,
+                                               chunk_tokens, first_chunk_tokens))
+
+    @torch.inference_mode()
+    def _stream(self, text, prompt, mode, speaker, n_steps, cfg_strength, seed, sampling, chunk_tokens,
+                first_chunk_tokens) -> Iterator[torch.Tensor]:
+        """The steps of `stream` (same arguments), audio chunks on the pipeline's device."""
         self.check_options(mode, streaming=True, cfg_strength=cfg_strength)
         check_mode_inputs(mode, prompt, speaker)
         spk, p_text, p_llm_tok, p_tok, p_mel = self._conditioning(mode, prompt, speaker)
-        text_ids = torch.tensor(self.frontend.encode(text))
+        text_ids = self._text_ids(text)
         size = int(chunk_tokens or self.flow.streaming["chunk_tokens"])
         overlap = int(self.flow.streaming["overlap_tokens"])
         voc = StreamingVocoder(self.vocoder)
@@ -202,7 +221,7 @@ class CosyVoicePipeline(TTSPipeline):
 
         def decode(start: int, end: int):
             nonlocal emitted_mel
-            toks = torch.tensor(tokens, dtype=torch.long)[None]
+            toks = torch.tensor(tokens, dtype=torch.long, device=spk.device)[None]
             mel, lengths = self.flow.synthesize_chunk(
                 toks, None, spk[None], start, end, None if p_tok is None else p_tok[None],
                 None if p_mel is None else p_mel[None], prev_mel=emitted_mel, **kw)
@@ -219,9 +238,9 @@ class CosyVoicePipeline(TTSPipeline):
             tokens.extend(int(t) for t in chunk)
             bounds.append((start, len(tokens)))
             while bounds and bounds[0][1] + overlap <= len(tokens):
-                yield decode(*bounds.pop(0))
+                yield decode(*bounds.pop(0)).cpu()
         if not tokens:  # the LLM stopped at once: still give the (short) audio of one token
             tokens.append(0)
             bounds.append((0, 1))
         while bounds:
-            yield decode(*bounds.pop(0))
+            yield decode(*bounds.pop(0)).cpu()

@@ -31,14 +31,25 @@ error):
     text_vocab_size       rows of the text embedding (the frontend's vocab_size)
     mel                   MelConfig preset name or fields ("cosyvoice"); mel_mean, mel_std
     frames_per_step       r >= 1
-    backbone              `voxtok.tts.llm.build_causal_backbone` options (Qwen2 / Llama shaped)
+    backbone              `voxtok.tts.llm.build_causal_backbone` options (Qwen2 / Llama shaped), or
+                          init_from: a local Hugging Face Qwen2 folder whose sizes, decoder weights
+                          and token table (= the text embedding) start the model
+                          (voxtok/tts/hf_init.py; the stored config keeps its sizes, not the path)
     use_spk_emb, spk_dim  speaker embedding -> Linear -> one prefix token (switch + size)
     head                  width (>= r * n_mels), depth, mlp_ratio, time_freq_dim of the FlowHead
-    cfm                   sigma_min, noise_draws (noise samples per step in training)
+    cfm                   sigma_min, noise_draws (noise samples per step in training),
+                          cond_dropout (probability that a step's LM hidden state is replaced by a
+                          learned null condition in training; > 0 gives the model CFG)
     loss                  state_weight, cfm_weight: loss = state_weight * CE + cfm_weight * CFM
-    inference             n_steps, t_schedule (linear | cosine), temperature, stop_threshold
+    inference             n_steps, t_schedule (linear | cosine), temperature, stop_threshold,
+                          cfg_strength (classifier-free guidance w, 0 = off; see FlowHead.sample)
+    streaming             chunk_frames, overlap_frames: `stream_frames` / the pipeline's `stream`
+                          defaults (rounded up to whole steps of r frames)
     min/max_frame_text_ratio   generated mel frames per target-text id (stop is ignored before
                           the minimum; generation ends at the maximum)
+
+Streaming: the frames are final once generated (the LM is causal), so `stream_frames` hands them
+out chunk by chunk as the KV-cached loop makes them, identical to `synthesize`'s with the same seed.
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +72,7 @@ from voxtok.nn.modes import eval_mode
 from voxtok.nn.positions import sinusoids
 from voxtok.nn.sampling import item_generators
 from voxtok.registry import SavesPretrained, register
+from voxtok.tts.hf_init import load_qwen2_weights, resolve_init_from
 from voxtok.tts.llm import BACKBONE_KEYS, _as_items, _pad, build_causal_backbone, pack_segments
 
 STATE_START, STATE_PAD, STATE_GENERATING, STATE_STOP = range(4)
@@ -78,23 +90,28 @@ DEFAULTS: dict[str, Any] = {
     "use_spk_emb": True,
     "spk_dim": 256,
     "head": {"width": 1024, "depth": 3, "mlp_ratio": 1.0, "time_freq_dim": 256},
-    "cfm": {"sigma_min": 1e-6, "noise_draws": 4},
+    # cond_dropout 0: no null condition, so checkpoints saved before CFG existed load strictly.
+    "cfm": {"sigma_min": 1e-6, "noise_draws": 4, "cond_dropout": 0.0},
     "loss": {"state_weight": 1.0, "cfm_weight": 1.0},
-    "inference": {"n_steps": 10, "t_schedule": "cosine", "temperature": 1.0, "stop_threshold": 0.5},
+    "inference": {"n_steps": 10, "t_schedule": "cosine", "temperature": 1.0, "stop_threshold": 0.5,
+                  "cfg_strength": 0.0},
+    # CosyVoice's streaming sizes in time: 25-token chunks (0.5 s = 43 frames at 86 Hz), a 5-token
+    # (0.1 s) look-ahead for the non-causal vocoder.
+    "streaming": {"chunk_frames": 44, "overlap_frames": 8},
     "min_frame_text_ratio": 1.0,
     "max_frame_text_ratio": 20.0,
 }
 
 
 def merge_config(config: Mapping[str, Any] | None, where: str = "flowomni") -> dict[str, Any]:
-    """DEFAULTS overlaid with `config`; head / cfm / loss / inference merge key by key, the backbone
+    """DEFAULTS overlaid with `config`; head / cfm / loss / inference / streaming merge key by key, the backbone
     block is taken whole (a partial backbone would silently inherit Qwen2-0.5B sizes), a null value
     means the default. An unknown key at any depth is a BadConfigError naming it under `where`."""
     config = require_mapping(config, where)
     check_keys(config, DEFAULTS, where)  # before nulls are dropped: a misspelt null key is an error too
     merged = merge_strict(DEFAULTS, {k: v for k, v in config.items() if v is not None}, where,
                           replace_whole=("backbone",))
-    check_keys(merged["backbone"], BACKBONE_KEYS, f"{where}.backbone")
+    check_keys(merged["backbone"], (*BACKBONE_KEYS, "init_from"), f"{where}.backbone")
     return merged
 
 
@@ -193,13 +210,30 @@ class FlowHead(nn.Module):
         return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, x0: torch.Tensor, n_steps: int = 10, schedule: str = "linear") -> torch.Tensor:
-        """Euler-integrate the flow from noise x0 [N, dim] to data given cond [N, cond_dim] -> [N, dim]."""
+    def sample(self, cond: torch.Tensor, x0: torch.Tensor, n_steps: int = 10, schedule: str = "linear",
+               uncond: torch.Tensor | None = None, cfg_strength: float = 0.0) -> torch.Tensor:
+        """Euler-integrate the flow from noise x0 [N, dim] to data given cond [N, cond_dim] -> [N, dim].
+
+        Classifier-free guidance with uncond [cond_dim] (the null condition the head was trained
+        with) and cfg_strength w > 0: v = (1 + w) v(x | cond) - w v(x | uncond), CosyVoice's form
+        (MAR's v_u + s (v_c - v_u) with s = 1 + w): w = 0 is the plain conditional flow, so a
+        strength means the same for both VoxTok pipelines (the CLI's --cfg, the demo's slider).
+        Both halves run in one head batch; with w = 0 only the conditional one runs.
+        """
+        if cfg_strength and uncond is None:
+            raise BadConfigError("classifier-free guidance needs the null condition the head was trained with")
         grid = time_grid(n_steps, schedule, x0.device, x0.dtype)
         x = x0
         for i in range(n_steps):
             t = grid[i].expand(x.shape[0])
-            x = x + (grid[i + 1] - grid[i]) * self(x, t, cond)
+            if cfg_strength:
+                null = uncond.to(cond.dtype).expand_as(cond)
+                both = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null]))
+                v_cond, v_uncond = both.chunk(2)
+                v = v_cond + cfg_strength * (v_cond - v_uncond)
+            else:
+                v = self(x, t, cond)
+            x = x + (grid[i + 1] - grid[i]) * v
         return x
 
 
@@ -301,6 +335,9 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
     def __init__(self, config: Mapping[str, Any] | None = None, where: str = "flowomni"):
         super().__init__()
         cfg = merge_config(config, where)
+        # init_from: sizes and text rows from the Qwen2 folder; self.config keeps them without the path,
+        # so a saved model rebuilds without the folder and never reloads the LLM's weights.
+        cfg, self.init_from = resolve_init_from(cfg, require_mapping(config, where).get("text_vocab_size"), where)
         self.config = cfg
         self.r = int(cfg["frames_per_step"])
         if self.r <= 0:
@@ -327,6 +364,8 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         self.width = width
         self.step_dim = self.r * self.n_mels
         self.text_embedding = nn.Embedding(self.text_vocab_size, width)
+        if self.init_from is not None:  # the LLM's token table is the text embedding (Flow-Omni)
+            load_qwen2_weights(self.backbone, self.text_embedding, self.init_from)
         self.start_embedding = nn.Parameter(torch.randn(width) * 0.02)
         self.frame_proj = nn.Linear(self.step_dim, width)
         self.use_spk_emb = bool(cfg["use_spk_emb"])
@@ -348,6 +387,19 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         time_grid(int(inf["n_steps"]), str(inf["t_schedule"]))  # a bad ODE setting fails at build time
         if not 0.0 < float(inf["stop_threshold"]) <= 1.0:
             raise BadConfigError(f"inference.stop_threshold must be in (0, 1], got {inf['stop_threshold']}")
+        # Condition dropout trains the unconditional velocity CFG needs; the null condition exists
+        # only then, so a checkpoint trained without it (or saved before CFG) loads strictly.
+        self.cond_dropout = float(cfg["cfm"]["cond_dropout"])
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise BadConfigError(f"cfm.cond_dropout must be in [0, 1), got {cfg['cfm']['cond_dropout']}")
+        # Zeros: a fresh null condition carries no information (only cond_proj's bias reaches the head).
+        self.null_cond = nn.Parameter(torch.zeros(width)) if self.cond_dropout > 0 else None
+        self.check_cfg_strength(inf["cfg_strength"], "inference.cfg_strength")
+        for key in ("chunk_frames", "overlap_frames"):
+            value = cfg["streaming"][key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < (key == "chunk_frames"):
+                raise BadConfigError(f"streaming.{key} must be a whole number >= {int(key == 'chunk_frames')}, "
+                                     f"got {value!r}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], where: str = "flowomni") -> "FlowOmniTTS":
@@ -361,6 +413,26 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
     @property
     def device(self) -> torch.device:
         return self.frame_proj.weight.device
+
+    @property
+    def supports_cfg(self) -> bool:
+        """Whether the model was trained with condition dropout, i.e. can use classifier-free guidance."""
+        return self.null_cond is not None
+
+    def check_cfg_strength(self, value: float | None, what: str = "cfg_strength") -> float:
+        """A CFG strength (None: the config's `inference.cfg_strength`) -> float w >= 0, or a one-line
+        BadConfigError: negative or not finite, or w > 0 on a model without a null condition."""
+        value = self.config["inference"]["cfg_strength"] if value is None else value
+        try:
+            strength = float(value)
+        except (TypeError, ValueError):
+            raise BadConfigError(f"{what} must be a number, got {value!r}") from None
+        if not (math.isfinite(strength) and strength >= 0):
+            raise BadConfigError(f"{what} must be finite and >= 0 (0 = no guidance), got {value}")
+        if strength > 0 and not self.supports_cfg:
+            raise BadConfigError(f"{what} {strength:g} needs a Flow-Omni model trained with condition dropout "
+                                 "(cfm.cond_dropout > 0); this one has no unconditional flow, so leave CFG unset")
+        return strength
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -443,7 +515,8 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
 
         Returns (loss, stats): loss = state_weight * CE(state stream, right padding ignored)
         + cfm_weight * CFM (frames past mel_lengths masked); stats (detached scalars): loss, ce,
-        cfm, stop_acc (how often a stop position is classified as stop).
+        cfm, stop_acc (how often a stop position is classified as stop), and with condition dropout
+        cond_dropped (the fraction of frame steps whose head saw the null condition).
         """
         inp = self.teacher_forced_inputs(batch)
         size = inp.embeds.shape[1]
@@ -453,7 +526,8 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         n_steps = inp.steps.shape[1]
         cond = hidden.gather(1, inp.cond_index()[..., None].expand(-1, -1, hidden.shape[-1]))
         valid = length_mask(inp.step_lengths, n_steps)
-        cfm = self.head.loss(inp.steps[valid], cond[valid], inp.frame_mask[valid], self.noise_draws)
+        cond, dropped = self.drop_condition(cond[valid])
+        cfm = self.head.loss(inp.steps[valid], cond, inp.frame_mask[valid], self.noise_draws)
 
         targets = state_targets(inp.prefix_lengths, inp.step_lengths, size)
         logits = self.state_head(hidden).float()
@@ -462,7 +536,24 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         loss = float(weights["state_weight"]) * ce + float(weights["cfm_weight"]) * cfm
         with torch.no_grad():
             stop_acc = (logits.argmax(-1)[targets == STATE_STOP] == STATE_STOP).float().mean()
-        return loss, {"loss": loss.detach(), "ce": ce.detach(), "cfm": cfm.detach(), "stop_acc": stop_acc}
+        stats = {"loss": loss.detach(), "ce": ce.detach(), "cfm": cfm.detach(), "stop_acc": stop_acc}
+        if self.supports_cfg:
+            stats["cond_dropped"] = dropped.float().mean() if dropped.numel() else loss.new_zeros(()).detach()
+        return loss, stats
+
+    def drop_condition(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Condition dropout for CFG: cond [N, width] (LM hidden states, one per frame step) ->
+        (cond with each row replaced by the null condition with probability cfm.cond_dropout,
+        dropped [N] bool). Only in training mode: evaluation scores the conditional flow synthesis uses.
+
+        Rows drop independently (per step, not per utterance): the head sees one step at a time,
+        and the unconditional velocity it learns is the same frame prior either way, with less variance.
+        """
+        if self.null_cond is None or not self.training:
+            return cond, torch.zeros(cond.shape[0], dtype=torch.bool, device=cond.device)
+        dropped = torch.rand(cond.shape[0], device=cond.device) < self.cond_dropout
+        null = self.null_cond.to(cond.dtype).expand_as(cond)
+        return torch.where(dropped[:, None], null, cond), dropped
 
     # ------------------------------------------------------------------ inference
 
@@ -499,32 +590,9 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
             steps[b, :int(counts[b])] = self.normalize_mel(kept).T.reshape(-1, self.step_dim)
         return steps, counts
 
-    @torch.inference_mode()
-    def synthesize(self, text_ids, text_lengths: torch.Tensor | None = None, prompt_text_ids=None,
-                   prompt_text_lengths: torch.Tensor | None = None, prompt_mel=None,
-                   prompt_mel_lengths: torch.Tensor | None = None,
-                   spk_emb: torch.Tensor | None = None, n_steps: int | None = None,
-                   temperature: float | None = None, seed: int | Sequence[int] | None = 0,
-                   max_frames: int | None = None, t_schedule: str | None = None,
-                   stop_threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log mels for a batch of texts: KV-cached autoregression, an Euler ODE per step.
-
-        text_ids: [L], [B, L] (+ text_lengths [B]) or a list of 1-D id tensors.
-        prompt_text_ids (+ prompt_text_lengths): the prompt's transcript, same forms, one for the
-            whole batch or one per item; it is prepended to each text. Needs prompt_mel.
-        prompt_mel: log mel of the prompt audio (this model's mel front end): [n_mels, T],
-            [B or 1, n_mels, T] (+ prompt_mel_lengths [B]) or a list; fed before the generated frames.
-        spk_emb: [B or 1, spk_dim] speaker embedding (required when use_spk_emb).
-        n_steps, t_schedule, temperature (noise scale; 0 = the deterministic mean path),
-        stop_threshold: override the config's `inference` block.
-        seed: int (item b uses seed + b, so a batch reproduces one-by-one synthesis with
-            seeds seed, seed + 1, ...), one seed per item, or None (fresh seeds).
-        max_frames: cap on generated frames (default max_frame_text_ratio x text length).
-
-        Returns (mel [B, n_mels, T]: generated frames only, prompt excluded, padded with the log
-        floor; lengths [B], multiples of r). An item stops at the first step where
-        p(stop) >= stop_threshold, but not before min_frame_text_ratio x its text length.
-        """
+    def _settings(self, n_steps, t_schedule, temperature, stop_threshold, cfg_strength,
+                  max_frames) -> dict[str, Any]:
+        """The sampling options of `synthesize` / `stream_frames` (None: the config's) checked -> a dict."""
         inf = self.config["inference"]
         n_steps = int(inf["n_steps"] if n_steps is None else n_steps)
         schedule = str(t_schedule or inf["t_schedule"])
@@ -535,7 +603,13 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         threshold = float(inf["stop_threshold"] if stop_threshold is None else stop_threshold)
         if max_frames is not None and int(max_frames) < 1:
             raise BadConfigError(f"max_frames must be >= 1, got {max_frames}")
+        return dict(n_steps=n_steps, schedule=schedule, temperature=temperature, threshold=threshold,
+                    cfg_strength=self.check_cfg_strength(cfg_strength))
 
+    def _prefix(self, text_ids, text_lengths, prompt_text_ids, prompt_text_lengths, prompt_mel, prompt_mel_lengths,
+                spk_emb, seed, max_frames) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list]:
+        """Inputs of `synthesize` -> (prefix embeds [B, N, width], lengths [B], min_steps [B], max_steps [B],
+        one noise generator per item). Call in eval mode."""
         texts = _id_items(text_ids, text_lengths, "text_ids")
         batch, device = len(texts), self.device
         if batch == 0:
@@ -560,29 +634,130 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
         min_steps = torch.ceil(text_len * float(self.config["min_frame_text_ratio"]) / self.r).long()
         min_steps = torch.minimum(min_steps.clamp(min=1), max_steps)
 
+        full_text, full_lengths = _pad([torch.cat([p.to(device), t.to(device)]) for p, t in zip(prompts, texts)],
+                                       device)
+        segments = self.prefix_segments(full_text, full_lengths, spk_emb)
+        if prompt_mel is not None:
+            prompt_steps, prompt_counts = self._prompt_steps(prompt_mel, prompt_mel_lengths, batch)
+            segments.append((self.frame_proj(prompt_steps), prompt_counts))
+        embeds, totals, _ = pack_segments(segments)
+        return embeds, totals, min_steps, max_steps, generators
+
+    @torch.inference_mode()
+    def synthesize(self, text_ids, text_lengths: torch.Tensor | None = None, prompt_text_ids=None,
+                   prompt_text_lengths: torch.Tensor | None = None, prompt_mel=None,
+                   prompt_mel_lengths: torch.Tensor | None = None,
+                   spk_emb: torch.Tensor | None = None, n_steps: int | None = None,
+                   temperature: float | None = None, seed: int | Sequence[int] | None = 0,
+                   max_frames: int | None = None, t_schedule: str | None = None,
+                   stop_threshold: float | None = None,
+                   cfg_strength: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log mels for a batch of texts: KV-cached autoregression, an Euler ODE per step.
+
+        text_ids: [L], [B, L] (+ text_lengths [B]) or a list of 1-D id tensors.
+        prompt_text_ids (+ prompt_text_lengths): the prompt's transcript, same forms, one for the
+            whole batch or one per item; it is prepended to each text. Needs prompt_mel.
+        prompt_mel: log mel of the prompt audio (this model's mel front end): [n_mels, T],
+            [B or 1, n_mels, T] (+ prompt_mel_lengths [B]) or a list; fed before the generated frames.
+        spk_emb: [B or 1, spk_dim] speaker embedding (required when use_spk_emb).
+        n_steps, t_schedule, temperature (noise scale; 0 = the deterministic mean path),
+        stop_threshold, cfg_strength (classifier-free guidance w >= 0, 0 = off; w > 0 needs a model
+            trained with cfm.cond_dropout): override the config's `inference` block.
+        seed: int (item b uses seed + b, so a batch reproduces one-by-one synthesis with
+            seeds seed, seed + 1, ...), one seed per item, or None (fresh seeds).
+        max_frames: cap on generated frames (default max_frame_text_ratio x text length).
+
+        Returns (mel [B, n_mels, T]: generated frames only, prompt excluded, padded with the log
+        floor; lengths [B], multiples of r). An item stops at the first step where
+        p(stop) >= stop_threshold, but not before min_frame_text_ratio x its text length.
+        """
+        settings = self._settings(n_steps, t_schedule, temperature, stop_threshold, cfg_strength, max_frames)
         with eval_mode(self):  # no dropout while decoding, even when called from a training loop
-            full_text, full_lengths = _pad([torch.cat([p, t]) for p, t in zip(prompts, texts)], device)
-            segments = self.prefix_segments(full_text, full_lengths, spk_emb)
-            if prompt_mel is not None:
-                prompt_steps, prompt_counts = self._prompt_steps(prompt_mel, prompt_mel_lengths, batch)
-                segments.append((self.frame_proj(prompt_steps), prompt_counts))
-            embeds, totals, _ = pack_segments(segments)
-            steps, produced = self._decode(embeds, totals, min_steps, max_steps, generators, n_steps, schedule,
-                                           temperature, threshold)
+            embeds, totals, min_steps, max_steps, generators = self._prefix(
+                text_ids, text_lengths, prompt_text_ids, prompt_text_lengths, prompt_mel, prompt_mel_lengths,
+                spk_emb, seed, max_frames)
+            steps, produced = self._decode(embeds, totals, min_steps, max_steps, generators, **settings)
         frames = self.denormalize_mel(steps_to_frames(steps, self.r, self.n_mels))
         lengths = produced * self.r
         keep = length_mask(lengths, frames.shape[1])[..., None]
         frames = torch.where(keep, frames, torch.full_like(frames, self.silence))
         return frames.transpose(1, 2).contiguous(), lengths
 
+    def chunk_steps(self, frames: int | None, what: str = "chunk_frames") -> int:
+        """A chunk size in mel frames (None: the config's streaming.chunk_frames) -> whole steps (>= 1),
+        rounded up: frames come r at a time."""
+        frames = self.config["streaming"]["chunk_frames"] if frames is None else frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise BadConfigError(f"{what} must be a whole number of mel frames >= 1, got {frames!r}")
+        return -(-frames // self.r)
+
+    @torch.inference_mode()
+    def stream_frames(self, text_ids, prompt_text_ids=None, prompt_mel=None, spk_emb: torch.Tensor | None = None,
+                      n_steps: int | None = None, temperature: float | None = None, seed: int | None = 0,
+                      max_frames: int | None = None, t_schedule: str | None = None,
+                      stop_threshold: float | None = None, cfg_strength: float | None = None,
+                      chunk_frames: int | None = None, first_chunk_frames: int | None = None) -> Iterator[torch.Tensor]:
+        """One utterance's log mel in chunks [n_mels, F_k] while the KV-cached loop generates it.
+
+        text_ids [L] (or [1, L]), prompt_text_ids [Lp], prompt_mel [n_mels, Tp], spk_emb [spk_dim] or
+        [1, spk_dim] and the sampling options as in `synthesize` (one item: seed is its seed).
+        The first chunk holds `first_chunk_frames` frames (default: chunk_frames), every later one
+        `chunk_frames` (default: the config's streaming.chunk_frames), both rounded up to whole steps
+        of r frames; the last holds what is left. The chunks concatenate to exactly `synthesize`'s
+        mel[0, :, :lengths[0]] for the same inputs and seed (same noise draws, same decoding).
+        """
+        settings = self._settings(n_steps, t_schedule, temperature, stop_threshold, cfg_strength, max_frames)
+        size = self.chunk_steps(chunk_frames)
+        first = self.chunk_steps(first_chunk_frames if first_chunk_frames is not None else chunk_frames,
+                                 "first_chunk_frames")
+        if isinstance(text_ids, torch.Tensor) and text_ids.dim() == 2:
+            if text_ids.shape[0] != 1:
+                raise BadTextError(f"stream_frames takes one text, got a batch of {text_ids.shape[0]}")
+            text_ids = text_ids[0]
+        if not isinstance(text_ids, torch.Tensor) or text_ids.dim() != 1:
+            raise BadTextError("stream_frames takes one text: ids [L] or [1, L]")
+        if spk_emb is not None and torch.as_tensor(spk_emb).dim() == 2 and torch.as_tensor(spk_emb).shape[0] != 1:
+            raise BadConfigError("stream_frames takes one speaker embedding [spk_dim] or [1, spk_dim]")
+        with eval_mode(self):
+            embeds, totals, min_steps, max_steps, generators = self._prefix(
+                text_ids, None, prompt_text_ids, None, prompt_mel, None, spk_emb, seed, max_frames)
+            pending: list[torch.Tensor] = []
+            target = first
+            for out in self._decode_steps(embeds, totals, min_steps, max_steps, generators, **settings):
+                pending.append(out.value[0])
+                if len(pending) == target:
+                    yield self._chunk_mel(pending)
+                    pending, target = [], size
+            if pending:
+                yield self._chunk_mel(pending)
+
+    def _chunk_mel(self, steps: list[torch.Tensor]) -> torch.Tensor:
+        """Generated steps (each [r * n_mels], model space) -> log mel [n_mels, len(steps) * r]."""
+        return self.denormalize_mel(torch.stack(steps).reshape(-1, self.n_mels)).T.contiguous()
+
     def _decode(self, embeds: torch.Tensor, totals: torch.Tensor, min_steps: torch.Tensor, max_steps: torch.Tensor,
                 generators: list[torch.Generator], n_steps: int, schedule: str, temperature: float,
-                threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+                threshold: float, cfg_strength: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """KV-cached generation after right-padded prefixes embeds [B, N, width] (lengths totals [B]).
 
         Returns (steps [B, S, r * n_mels] in model space, steps produced per item [B]).
         """
-        batch, device, dtype = embeds.shape[0], embeds.device, embeds.dtype
+        batch = embeds.shape[0]
+        produced = torch.zeros(batch, dtype=torch.long, device=embeds.device)
+        outputs: list[torch.Tensor] = []
+        for out in self._decode_steps(embeds, totals, min_steps, max_steps, generators, n_steps, schedule,
+                                      temperature, threshold, cfg_strength):
+            produced = produced + out.emitted.long()
+            outputs.append(out.value)
+        steps = torch.stack(outputs, dim=1) if outputs else embeds.new_zeros(batch, 0, self.step_dim)
+        return steps, produced
+
+    def _decode_steps(self, embeds: torch.Tensor, totals: torch.Tensor, min_steps: torch.Tensor,
+                      max_steps: torch.Tensor, generators: list[torch.Generator], n_steps: int, schedule: str,
+                      temperature: float, threshold: float, cfg_strength: float = 0.0) -> Iterator[StepOutput]:
+        """The decoding loop of `_decode`, one StepOutput per step (value: steps [B, r * n_mels], model space;
+        emitted [B]: which items produced theirs)."""
+        device, dtype = embeds.device, embeds.dtype
 
         def sample_frames(step: int, hidden: torch.Tensor, active: torch.Tensor, may_stop: torch.Tensor) -> StepOutput:
             # The state stream decides before the step: a stop means this step is not produced.
@@ -593,16 +768,10 @@ class FlowOmniTTS(SavesPretrained, nn.Module):
                 return StepOutput(emitted=emitted, ended=stop, feed=None)
             # Every item draws its noise from its own generator: the batch does not change it.
             noise = torch.stack([torch.randn(self.step_dim, generator=g) for g in generators]).to(device, dtype)
-            x = self.head.sample(hidden, noise * temperature, n_steps, schedule)
+            x = self.head.sample(hidden, noise * temperature, n_steps, schedule, self.null_cond, cfg_strength)
             return StepOutput(emitted=emitted, ended=stop, feed=self.frame_proj(x), value=x)
 
-        produced = torch.zeros(batch, dtype=torch.long, device=device)
-        outputs: list[torch.Tensor] = []
-        for out in decode_with_kv_cache(self.backbone, embeds, totals, sample_frames, min_steps, max_steps):
-            produced = produced + out.emitted.long()
-            outputs.append(out.value)
-        steps = torch.stack(outputs, dim=1) if outputs else embeds.new_zeros(batch, 0, self.step_dim)
-        return steps, produced
+        return decode_with_kv_cache(self.backbone, embeds, totals, sample_frames, min_steps, max_steps)
 
 
 def state_targets(prefix_lengths: torch.Tensor, step_lengths: torch.Tensor, size: int) -> torch.Tensor:

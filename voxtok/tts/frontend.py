@@ -1,4 +1,4 @@
-"""TTS text frontend: English normalisation, then characters, espeak-ng phonemes or Whisper BPE, then ids.
+"""TTS text frontend: English normalisation, then characters, espeak-ng phonemes or a BPE, then ids.
 
     frontend = TextFrontend("phoneme")
     frontend.normalize("Dr. Smith paid $5.")   # "doctor smith paid five dollars."
@@ -25,6 +25,13 @@ and a saved model's vocabulary (`to_dict`, stored with the model) stays valid.
   punctuation-only pieces. Special tags written in the text ("<|en|>", "<|endoftext|>") become their
   special ids, as in CosyVoice (`allowed_special="all"`); the text between tags is normalised piece
   by piece.
+- "hf_bpe": the BPE tokenizer of a local Hugging Face model folder (`path`; e.g. Qwen2-0.5B for a
+  Flow-Omni backbone initialised from it), read through transformers' AutoTokenizer
+  (voxtok/tts/hf_bpe.py). Text is normalised as for "whisper_bpe" (Latin-script pieces as English,
+  the tokenizer's added tokens such as "<|im_end|>" and other scripts unchanged), then ids are
+  exactly the tokenizer's `encode(text, add_special_tokens=False)`. `vocab_size` is the rows of the
+  folder model's token table (config.json `vocab_size`, >= the tokenizer's ids). `to_dict` holds
+  the whole tokenizer, so a saved model needs neither the folder nor transformers.
 
 There is no <unk> in "char" and "phoneme": a symbol outside the inventory (a character such as "~" or "α", or a phoneme
 espeak-ng emits that the inventory lacks) is a `UnknownSymbolError` naming the symbols, because
@@ -41,12 +48,12 @@ from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 from voxtok.data.textgen import number_to_words, ordinal_to_words, time_to_words, year_to_words
-from voxtok.errors import BadTextError, MissingVoiceError
+from voxtok.errors import BadConfigError, BadTextError, MissingVoiceError
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = (PAD, BOS, EOS)
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-KINDS = ("char", "phoneme", "whisper_bpe")
+KINDS = ("char", "phoneme", "whisper_bpe", "hf_bpe")
 DEFAULT_MAX_CHARS = 400
 FORMAT_VERSION = 1
 
@@ -343,15 +350,17 @@ class TextFrontend:
     """Text -> normalised text -> symbols (characters or phonemes) -> ids, and back.
 
     Args:
-        kind: "char", "phoneme" or "whisper_bpe".
+        kind: "char", "phoneme", "whisper_bpe" or "hf_bpe".
         max_chars: longest normalised text accepted (longer text is a BadTextError: split it
             into sentences first).
         symbols: the symbol inventory (ids 3..); default the built-in one of `kind`. Only
             `from_dict` passes it, to restore a saved model's vocabulary exactly.
+        path: "hf_bpe" only: the local Hugging Face model folder whose tokenizer to use (`from_dict`
+            passes the restored `voxtok.tts.hf_bpe.HFBPE` itself).
     """
 
     def __init__(self, kind: str = "char", max_chars: int = DEFAULT_MAX_CHARS,
-                 symbols: Sequence[str] | None = None, voice: str = ESPEAK_VOICE):
+                 symbols: Sequence[str] | None = None, voice: str = ESPEAK_VOICE, path: Any = None):
         if kind not in KINDS:
             raise BadTextError(f"unknown text frontend kind '{kind}' (choose from {list(KINDS)})")
         if int(max_chars) < 1:
@@ -365,6 +374,14 @@ class TextFrontend:
 
             # The BPE is its own inventory: no symbol list, no specials of ours.
             self._bpe, symbols = WhisperBPE(), ()
+        elif kind == "hf_bpe":
+            from voxtok.tts.hf_bpe import HFBPE
+
+            if path is None:
+                raise BadConfigError("the hf_bpe frontend needs path: a local Hugging Face model folder")
+            self._bpe, symbols = (path if isinstance(path, HFBPE) else HFBPE.from_folder(path)), ()
+        elif path is not None:
+            raise BadConfigError(f"path is an hf_bpe frontend setting, not one of the {kind} frontend")
         default = CHAR_SYMBOLS if kind == "char" else PHONEME_SYMBOLS
         self.symbols = tuple(symbols) if symbols is not None else default
         if len(set(self.symbols)) != len(self.symbols) or set(self.symbols) & set(SPECIALS):
@@ -461,7 +478,7 @@ class TextFrontend:
         """`encode` for many texts (one espeak-ng call in phoneme mode)."""
         if self._bpe is not None:
             if add_bos_eos:
-                raise BadTextError("the whisper_bpe frontend has no <bos>/<eos> ids of its own (its ids are the BPE's)")
+                raise BadTextError(f"the {self.kind} frontend has no <bos>/<eos> ids of its own (its ids are the BPE's)")
             return [self._bpe.encode(self.normalize(t)) for t in texts]
         out = []
         for tokens in self.tokenize_batch(texts):
@@ -471,7 +488,7 @@ class TextFrontend:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> the symbol string (pad/bos/eos skipped): normalised text, or IPA with spaces
-        (whisper_bpe: the BPE's text, special tags included)."""
+        (whisper_bpe / hf_bpe: the BPE's text, special tags included)."""
         if self._bpe is not None:
             return self._bpe.decode(ids)
         symbols = []
@@ -486,6 +503,10 @@ class TextFrontend:
     # -- persistence
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this frontend with identical ids (store it with a model)."""
+        if self.kind == "hf_bpe":
+            # The whole tokenizer (a few MB for Qwen2): a trained model must load without its source folder.
+            return {"kind": self.kind, "max_chars": self.max_chars, "vocab_size": self.vocab_size,
+                    "source": self._bpe.source, "tokenizer": self._bpe.to_json(), "format": FORMAT_VERSION}
         if self._bpe is not None:
             return {"kind": self.kind, "max_chars": self.max_chars, "vocab_size": self.vocab_size,
                     "format": FORMAT_VERSION}
@@ -505,6 +526,13 @@ class TextFrontend:
                 raise BadTextError(f"saved whisper_bpe frontend has {data['vocab_size']} ids, the installed "
                                    f"openai-whisper vocabulary {frontend.vocab_size}")
             return frontend
+        if data.get("kind") == "hf_bpe":
+            from voxtok.tts.hf_bpe import HFBPE
+
+            if not isinstance(data.get("tokenizer"), str) or not isinstance(data.get("vocab_size"), int):
+                raise BadTextError("saved hf_bpe frontend lacks its tokenizer or vocab_size")
+            bpe = HFBPE.from_json(data["tokenizer"], data["vocab_size"], str(data.get("source", "")))
+            return cls("hf_bpe", int(data.get("max_chars", DEFAULT_MAX_CHARS)), path=bpe)
         return cls(data["kind"], int(data.get("max_chars", DEFAULT_MAX_CHARS)), data.get("symbols"),
                    data.get("voice", ESPEAK_VOICE))
 

@@ -281,7 +281,9 @@ def pack_segments(segments: Sequence[tuple[torch.Tensor, torch.Tensor]]
         if x.shape[1]:
             valid = length_mask(lens, x.shape[1])
             cols = offset[:, None] + torch.arange(x.shape[1], device=device)[None]
-            out = out.index_put((rows.expand_as(cols)[valid], cols[valid]), x[valid])
+            # Under autocast some segments come out of linear layers in bfloat16/float16, others are
+            # float32 embedding rows: they are packed at the first segment's dtype.
+            out = out.index_put((rows.expand_as(cols)[valid], cols[valid]), x[valid].to(out.dtype))
         offset = offset + lens
     return out, totals, starts
 

@@ -9,6 +9,10 @@ Manifest parts read here: a vocoder (`load_vocoder`: any registered tts vocoder,
 `hift`), stored voices (`speakers`: a folder holding a spk2embedding store) and, for pipelines that
 list it, the prompt speaker encoder (`speaker_encoder`: a campplus.onnx file or a folder holding one,
 for models conditioned on CAM++ x-vectors; without it prompts get resemblyzer d-vectors).
+
+Device and precision: `pipeline.to(device, dtype)` moves every model part once (weights stay
+float32); synthesis then runs under autocast to `dtype` (`pipeline.precision()`), prompts are placed
+on the device, and the audio handed back is float32 on the CPU, ready to save.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, ContextManager, Iterator
 
 import torch
 
 from voxtok.audio import MelSpectrogram, MelConfig, resample, validate_waveform
 from voxtok.config import check_keys
+from voxtok.device import place, precision, resolve_device, resolve_dtype
 from voxtok.errors import BadAudioError, BadConfigError, UnknownSpeakerError
 
 # Mode -> how users see it (the demo's labels). CosyVoice defines the three.
@@ -106,14 +111,14 @@ def is_vocoder(model: Any) -> bool:
                         all(hasattr(model, name) for name in ("sample_rate", "hop_length", "n_mels", "mel_config")))
 
 
-def open_prompt_speaker_encoder(path: str | os.PathLike | None):
-    """The manifest's `speaker_encoder` part: CAM++ from a campplus.onnx file (or a folder holding one);
-    None (no such part): None, and prompts take resemblyzer d-vectors."""
+def open_prompt_speaker_encoder(path: str | os.PathLike | None, device: str | torch.device = "cpu"):
+    """The manifest's `speaker_encoder` part: CAM++ from a campplus.onnx file (or a folder holding one),
+    run on `device` where onnxruntime can; None (no such part): None, and prompts take resemblyzer d-vectors."""
     if path is None:
         return None
     from voxtok.tts.speaker import open_speaker_encoder
 
-    return open_speaker_encoder(f"campplus:{path}")
+    return open_speaker_encoder(f"campplus:{path}", str(device))
 
 
 def log_mel(wav: torch.Tensor, sample_rate: int, config: MelConfig) -> torch.Tensor:
@@ -124,14 +129,17 @@ def log_mel(wav: torch.Tensor, sample_rate: int, config: MelConfig) -> torch.Ten
 
 
 def crossfade(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """Blend the end of one audio chunk into the start of the next (equal-power, same length [..., N])."""
+    """Blend the end of one audio chunk into the start of the next (equal-gain, same length [..., N]).
+
+    The gains sum to 1 (sin^2 + cos^2): both sides are the same speech vocoded twice (correlated), so
+    an equal-power fade (sin + cos, up to 1.41) would swell the seam; equal gain keeps its level.
+    """
     n = tail.shape[-1]
     if head.shape[-1] != n:
         raise ValueError(f"cross-fade needs equal lengths, got {n} and {head.shape[-1]}")
-    ramp = torch.linspace(0.0, 1.0, n + 2)[1:-1] if n else torch.zeros(0)
-    fade_in = torch.sin(0.5 * torch.pi * ramp)
-    fade_out = torch.cos(0.5 * torch.pi * ramp)
-    return tail * fade_out + head * fade_in
+    ramp = torch.linspace(0.0, 1.0, n + 2, device=tail.device)[1:-1] if n else torch.zeros(0, device=tail.device)
+    fade_in = torch.sin(0.5 * torch.pi * ramp).square()
+    return tail * (1.0 - fade_in) + head * fade_in
 
 
 class StreamingVocoder:
@@ -166,9 +174,9 @@ class StreamingVocoder:
             # The context frames and the kept ones are final: their excitation is the next chunk's cache.
             final = source[..., : (n_ctx + keep_frames) * self.hop]
             self.source = final[..., max(0, final.shape[-1] - self.context_frames * self.hop):]
-            audio = audio[0, 0, n_ctx * self.hop:]
+            audio = audio[0, 0, n_ctx * self.hop:].float()  # autocast may hand back bfloat16
         else:
-            audio = self.vocoder(full[None].float())[0, 0, n_ctx * self.hop:]
+            audio = self.vocoder(full[None].float())[0, 0, n_ctx * self.hop:].float()
         head, tail = audio[: keep_frames * self.hop], audio[keep_frames * self.hop:]
         if self.pending is not None and self.pending.numel():
             n = min(self.pending.numel(), head.numel())
@@ -185,7 +193,8 @@ class TTSPipeline:
     Subclasses are registered (`@register("pipeline", name)`, which sets `registry_name`), set the
     capability attributes below, and on instances `sample_rate`, `mel_config` (the acoustic model's
     mel front end) and `speakers`; they implement `from_manifest`, `synthesize_batch` (and `stream`
-    when `streaming`).
+    when `streaming`), running the models under `self.precision()` and returning float32 CPU audio.
+    Their nn.Module attributes are the model parts `to` moves (`parts`).
     """
 
     registry_name: ClassVar[str]
@@ -199,6 +208,53 @@ class TTSPipeline:
     optional_parts: ClassVar[tuple[str, ...]] = ("speakers",)
     _speaker_encoder = None
     spk_dim: int | None = None  # the speaker vector size the models take (None: not checked)
+    dtype: torch.dtype = torch.float32  # synthesis precision (autocast); set by `to`
+
+    # ------------------------------------------------------------------ device and precision
+    def parts(self) -> dict[str, torch.nn.Module]:
+        """The model parts (every nn.Module attribute), by attribute name."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, torch.nn.Module)}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model parts are (read from their weights; the CPU when there are none)."""
+        for part in self.parts().values():
+            for tensor in part.parameters():
+                return tensor.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "TTSPipeline":
+        """Place every model part (and the prompt speaker encoder) on `device` and synthesize in `dtype`.
+
+        device: cpu | cuda | cuda:N | auto (None: stay); dtype: float32 | bfloat16 | float16 (None: keep),
+        applied as autocast (weights stay float32). A device this machine lacks, or a dtype autocast
+        cannot run there, is a one-line BadConfigError before anything moves. Parts already there
+        are not copied again. Returns the pipeline.
+        """
+        device = resolve_device(self.device if device is None else device)
+        dtype = resolve_dtype(self.dtype if dtype is None else dtype, device)
+        for part in self.parts().values():
+            place(part, device)
+        encoder = self._speaker_encoder
+        if encoder is not None and callable(getattr(encoder, "to", None)):
+            self._speaker_encoder = encoder.to(device)
+        self.dtype = dtype
+        return self
+
+    def precision(self) -> ContextManager[None]:
+        """The autocast context synthesis runs in (nothing for float32)."""
+        return precision(self.device, self.dtype)
+
+    def precise_steps(self, steps: Iterator) -> Iterator:
+        """Run each step of a generator (e.g. a stream's chunks) under `precision()`, leaving the
+        consumer's code between steps outside autocast."""
+        while True:
+            with self.precision():
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+            yield item
 
     @classmethod
     def check_options(cls, mode: str, streaming: bool = False, cfg_strength: float | None = None) -> None:
@@ -234,20 +290,22 @@ class TTSPipeline:
         if self._speaker_encoder is None:
             from voxtok.tts.speaker import SpeakerEncoder
 
-            self._speaker_encoder = SpeakerEncoder()
+            self._speaker_encoder = SpeakerEncoder(str(self.device))
         return self._speaker_encoder
 
     def prepare_prompt(self, wav: torch.Tensor, sample_rate: int, text: str | None = None,
                        name: object = "<prompt>") -> Prompt:
         """Reference audio [1, T] (+ transcript) -> Prompt with speaker embedding and log mel.
 
+        wav stays on the CPU; spk_emb and mel (float32) are placed on the pipeline's device.
         Silent, too short (< min_prompt_seconds) or too long (> max_prompt_seconds) audio raises BadAudioError.
         """
         wav = check_prompt_audio(wav, sample_rate, name, self.min_prompt_seconds, self.max_prompt_seconds)
         self.check_speaker_encoder()
-        spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name)
+        device = self.device
+        spk = self.speaker_encoder.embed_utterance(wav, sample_rate, name).to(device)
         return Prompt(wav=wav, sample_rate=sample_rate, spk_emb=spk, text=text,
-                      mel=log_mel(wav, sample_rate, self.mel_config))
+                      mel=log_mel(wav, sample_rate, self.mel_config).to(device))
 
     def check_speaker_encoder(self) -> None:
         """BadConfigError unless the prompt speaker encoder gives vectors of `spk_dim` (checked without

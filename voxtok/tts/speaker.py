@@ -74,6 +74,13 @@ class SpeakerEncoder:
         self.device = str(device)
         self.model = _resemblyzer_model(self.device)
 
+    def to(self, device: str | torch.device) -> "SpeakerEncoder":
+        """Run on `device` from now on (the process's model for that device); returns the encoder."""
+        if str(device) != self.device:
+            self.device = str(device)
+            self.model = _resemblyzer_model(self.device)
+        return self
+
     def prepare(self, wav, sr: int, name: object = "<waveform>") -> np.ndarray:
         """[T] / [1, T] audio at `sr` -> preprocessed float32 [T'] at 16 kHz, or BadAudioError."""
         from resemblyzer import preprocess_wav
@@ -111,7 +118,7 @@ class SpeakerEncoder:
         if not windows:
             return torch.zeros(0, EMBEDDING_DIM)
         stacked = torch.from_numpy(np.concatenate(windows)).to(self.device)
-        partial = self.model(stacked).cpu()  # [sum N_i, 256], each row unit norm
+        partial = self.model(stacked).float().cpu()  # [sum N_i, 256], each row unit norm (float32 under autocast too)
         out, start = [], 0
         for w in windows:
             mean = partial[start:start + len(w)].mean(0)
@@ -151,12 +158,15 @@ def _mean_direction(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _embed_share(data_dir: str, out_dir: str, rank: int, nj: int, batch_size: int, device: str,
-                 progress: bool, encoder_spec: str = "resemblyzer") -> tuple[int, dict[str, str]]:
-    """Embed the utterances `rank`, `rank + nj`, ... that the store lacks.
+                 progress: bool, encoder_spec: str = "resemblyzer", dtype: str = "float32") -> tuple[int, dict[str, str]]:
+    """Embed the utterances `rank`, `rank + nj`, ... that the store lacks, on `device` in `dtype` (autocast).
 
     Returns (number stored, {utt: reason} for utterances skipped as unusable audio).
     """
+    from voxtok.device import precision, resolve_dtype
+
     torch.set_num_threads(1)
+    autocast_dtype = resolve_dtype(dtype, device)
     data = DataDir.load(data_dir)
     encoder = open_speaker_encoder(encoder_spec, device)
     writer = ShardWriter(Path(out_dir) / UTT_STORE, encoder.store_meta, dtype="float32", shard_items=SHARD_ITEMS,
@@ -175,7 +185,8 @@ def _embed_share(data_dir: str, out_dir: str, rank: int, nj: int, batch_size: in
                 except BadAudioError as err:
                     failed[utt] = str(err)
             if batch:
-                embeddings = encoder.embed_prepared([speech for _, speech in batch])
+                with precision(device, autocast_dtype):
+                    embeddings = encoder.embed_prepared([speech for _, speech in batch])
                 for (utt, _), emb in zip(batch, embeddings.numpy()):
                     writer.add(utt, emb)
                 stored += len(batch)
@@ -204,16 +215,22 @@ def _write_speaker_store(data: DataDir, out_dir: Path) -> list[str]:
 
 def compute_embeddings(data_dir: str | os.PathLike, out_dir: str | os.PathLike, nj: int = 1,
                        batch_size: int = 16, device: str = "cpu", progress: bool = True,
-                       encoder: str = "resemblyzer") -> dict[str, str]:
+                       encoder: str = "resemblyzer", dtype: str = "float32") -> dict[str, str]:
     """Write utt2embedding and spk2embedding stores for every utterance of a Kaldi data dir.
 
-    `encoder` picks the model (`open_speaker_encoder`): "resemblyzer" or "campplus:FILE".
+    `encoder` picks the model (`open_speaker_encoder`): "resemblyzer" or "campplus:FILE"; it runs on
+    `device` (cpu, cuda, cuda:N, auto; an absent one is a one-line BadConfigError before anything
+    loads) in `dtype` (float32, or bfloat16 / float16 autocast; the stores stay float32).
 
     `nj` parallel processes (each with its own model and shard files) share the utterances.
     Resumable: utterances already in out_dir/utt2embedding are skipped. Unusable audio (silent,
     too short, unreadable) is skipped and reported, like the tokenize stage does; the return
     value maps each skipped utterance to its one-line reason.
     """
+    from voxtok.device import resolve_device, resolve_dtype
+
+    device = str(resolve_device(device))
+    dtype = str(resolve_dtype(dtype, device)).removeprefix("torch.")
     kind, path = _parse_encoder_spec(encoder)
     if kind == "campplus":  # a missing file is reported here, not from inside the worker processes
         from voxtok.tts.campplus import campplus_path
@@ -226,7 +243,7 @@ def compute_embeddings(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if not data.utts:
         raise BadDataDirError("data dir has no utterances", data_dir)
     nj = max(1, min(int(nj), len(data.utts)))
-    args = [(str(data_dir), str(out), r, nj, int(batch_size), device, progress, encoder) for r in range(nj)]
+    args = [(str(data_dir), str(out), r, nj, int(batch_size), device, progress, encoder, dtype) for r in range(nj)]
     if nj == 1:
         results = [_embed_share(*args[0])]
     else:

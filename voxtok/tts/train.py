@@ -33,6 +33,7 @@ class TTSModule(L.LightningModule):
     optim_cfg: the `optim:` block (`voxtok.training.optim.OptimConfig` keys; lr required, the rest
     default to OPTIM_DEFAULTS: betas (0.9, 0.98), weight_decay 0.01, no warm-up, cosine to 0, grad
     clip 5.0), read strictly; `where` names it in messages. `max_steps` updates span the schedule.
+    Only parameters that require gradients are optimised (frozen submodules stay as they are).
     """
 
     def __init__(self, model: torch.nn.Module, optim_cfg: dict[str, Any], max_steps: int, where: str = "optim"):
@@ -42,7 +43,9 @@ class TTSModule(L.LightningModule):
         self.max_updates = int(max_steps)
 
     def configure_optimizers(self):
-        opt = build_optimizer(self.model.parameters(), self.optim)
+        # Frozen parameters (requires_grad False, e.g. `train_tts freeze=[...]`) stay out of the
+        # optimiser: no Adam moments are kept (or checkpointed) for weights that never change.
+        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.optim)
         return [opt], [{"scheduler": build_scheduler(opt, self.optim, self.max_updates), "interval": "step"}]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
