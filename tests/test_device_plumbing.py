@@ -162,7 +162,7 @@ def test_asr_cli_runs_on_cpu_in_bfloat16(exp, prompt_wav, capsys):
 
 
 @NO_GPU
-@pytest.mark.parametrize("command", ["synth", "speakers", "asr"])
+@pytest.mark.parametrize("command", ["synth", "speakers", "asr", "bench"])
 def test_cli_with_a_missing_gpu_exits_2_in_one_line_before_loading(command, exp, prompt_wav, tmp_path, monkeypatch,
                                                                    capsys):
     no_model_loads(monkeypatch)
@@ -170,11 +170,13 @@ def test_cli_with_a_missing_gpu_exits_2_in_one_line_before_loading(command, exp,
     args = {"synth": ["tts", "synth", "--exp", str(exp), "--text", "hi", "--mode", "sft", "--speaker", "spk1",
                       "-o", str(out)],
             "speakers": ["tts", "speakers", "--exp", str(exp)],
-            "asr": ["asr", "transcribe", str(prompt_wav), "--model", str(exp / "s3" / "model")]}[command]
+            "asr": ["asr", "transcribe", str(prompt_wav), "--model", str(exp / "s3" / "model")],
+            "bench": ["bench", "run", "--data", str(tmp_path), "--systems", f"vtk:{exp / 's3' / 'model'}",
+                      "-o", str(tmp_path / "bench")]}[command]
     assert cli.main([*args, "--device", "cuda", "--dtype", "bfloat16"]) == 2
     captured = capsys.readouterr()
     one_line_gpu_error(captured.err)
-    assert captured.out == "" and not out.exists()
+    assert captured.out == "" and not out.exists() and not (tmp_path / "bench").exists()
 
 
 def test_cli_refuses_an_unknown_dtype(exp, capsys):

@@ -258,3 +258,19 @@ def test_demo_streams_flowomni_and_applies_cfg_only_where_the_model_has_it(parts
     outcome = DemoBackend(bare, work_dir=tmp_path / "out2").clone("hello", None, None, "flowomni", "sft",
                                                                   speaker="spk1", n_steps=2, cfg_strength=0.7)
     assert outcome.ok and "CFG strength does not apply to this Flow-Omni model" in outcome.message
+
+
+def test_a_flowomni_manifest_takes_a_hift_vocoder(parts, tmp_path):
+    """Any registered vocoder on the model's mel settings (here HiFT, as a converted CosyVoice folder has)."""
+    from voxtok.tts.hift import HiFT
+    from voxtok.tts.manifest import read_manifest, write_manifest
+
+    torch.manual_seed(0)
+    hift = HiFT(model_config("tts/hift_tiny.yaml")).eval()
+    manifest = save_flowomni_exp(tiny_model(parts.frontend), parts, tmp_path / "exp")
+    hift.save_pretrained(tmp_path / "hift")
+    spec = dict(read_manifest(manifest)) | {"vocoder": str(tmp_path / "hift")}
+    pipe = load(write_manifest(tmp_path / "exp" / "tts" / "flowomni_hift.yaml", spec))
+    assert isinstance(pipe.vocoder, HiFT) and pipe.sample_rate == 22050
+    audio = pipe.synthesize("a short line", None, "sft", "spk1", n_steps=2, seed=1)
+    assert audio.shape[-1] % hift.hop_length == 0 and torch.isfinite(audio).all()

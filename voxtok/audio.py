@@ -17,7 +17,6 @@ import soundfile as sf
 import soxr
 import torch
 import torch.nn.functional as F
-from scipy.signal import lfilter
 
 from voxtok.atomic import atomic_write
 from voxtok.errors import BadAudioError, BadConfigError
@@ -308,6 +307,8 @@ def _k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def integrated_loudness(wav, sample_rate: int) -> float:
     """Gated integrated loudness in LUFS (BS.1770) of mono audio [T] or [1, T]."""
+    from scipy.signal import lfilter  # here, not at the top: scipy.signal costs ~1 s of every worker's start
+
     x = _as_numpy(wav).reshape(-1).astype(np.float64)
     for b, a in _k_weighting(sample_rate):
         x = lfilter(b, a, x)

@@ -121,3 +121,13 @@ def plain_data(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain_data(v) for v in value]
     return value
+
+
+def differing_keys(mine: Any, theirs: Any, where: str) -> list[str]:
+    """Dotted paths where config `mine` differs from `theirs` (a key only one has counts)."""
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+        out = []
+        for key in [*mine, *(k for k in theirs if k not in mine)]:
+            out += differing_keys(mine.get(key), theirs.get(key), f"{where}.{key}")
+        return out
+    return [] if plain_data(mine) == plain_data(theirs) else [where]

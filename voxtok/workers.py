@@ -49,12 +49,19 @@ def balance(items: Sequence[Item], costs: Sequence[float], n_workers: int) -> li
     return parts
 
 
+def progress_wanted(setting: bool | None = True) -> bool:
+    """Whether to draw progress bars: `setting` (a config's `progress`, None = yes) and not turned off
+    for the whole run with VOXTOK_PROGRESS=0 (the recipe tests' logs, CI)."""
+    return (setting is None or bool(setting)) and os.environ.get("VOXTOK_PROGRESS", "1") != "0"
+
+
 class ProgressBar:
-    """One bar over the whole corpus (tqdm on stderr; disabled when `total` is 0 or `enabled` is false)."""
+    """One bar over the whole corpus (tqdm on stderr; disabled when `total` is 0, `enabled` is false
+    or VOXTOK_PROGRESS=0)."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
         self.bar = None
-        if enabled and total > 0:
+        if progress_wanted(enabled) and total > 0:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="utt", file=sys.stderr, dynamic_ncols=True,

@@ -202,7 +202,9 @@ def data_fingerprint(data, utts: Sequence[str]) -> str:
 
 def progress_enabled(cfg: BenchConfig) -> bool:
     """Progress bars unless disabled in the config or with VOXTOK_PROGRESS=0."""
-    return cfg.progress and os.environ.get("VOXTOK_PROGRESS", "1") != "0"
+    from voxtok.workers import progress_wanted
+
+    return progress_wanted(cfg.progress)
 
 
 class StageCache:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from voxtok.cli.common import command, group
+from voxtok.device import add_device_options
 
 SYSTEMS_HELP = """system specs (KIND[:PATH][@key=value,...]):
   identity                          the original audio (ground truth)
@@ -38,7 +39,8 @@ def _bench_run(args: argparse.Namespace) -> int:
     lm = LMConfig()
     lm = replace(lm, steps=args.lm_steps or lm.steps)
     cfg = BenchConfig(test_dir=args.data, train_dir=args.train, out_dir=args.output, systems=args.systems,
-                      nj=args.nj, threads=args.threads, device=args.device, max_test_utts=args.max_test,
+                      nj=args.nj, threads=args.threads, device=args.device, dtype=args.dtype, ngpu=args.ngpu,
+                      recon_nj=args.recon_nj, max_test_utts=args.max_test,
                       max_train_utts=args.max_train, asr=not args.no_asr, probes=not args.no_probes,
                       lm=not args.no_lm, swuggy_words=args.swuggy_words, probe=probe, lm_model=lm,
                       progress=not args.quiet, metrics=args.metrics or list(ALL_RECON_METRICS),
@@ -86,7 +88,9 @@ def add_commands(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (results are cached there)")
     p.add_argument("--nj", type=int, default=1, help="systems evaluated in parallel")
     p.add_argument("--threads", type=int, default=None, help="torch/Whisper threads per process; unset: cores / nj")
-    p.add_argument("--device", default="cpu", help="device for neural systems (cpu, cuda)")
+    add_device_options(p)
+    p.add_argument("--ngpu", type=int, default=0, help="split each system's reconstruction over N GPUs (one worker each)")
+    p.add_argument("--recon-nj", type=int, default=1, help="else: CPU worker processes per system's reconstruction")
     p.add_argument("--max-test", type=int, default=None, help="use at most N test utterances")
     p.add_argument("--max-train", type=int, default=None, help="use at most N training utterances")
     p.add_argument("--probe-steps", type=int, default=None, help="ASR probe training steps")

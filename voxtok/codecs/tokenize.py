@@ -318,7 +318,7 @@ def encode_corpus(job: EncodeJob, items: Sequence[tuple[str, str]], devices: Seq
     from voxtok.data.shards import ShardStore, remove_incomplete, stale_temps
     from voxtok.device import resolve_dtype
     from voxtok.registry import read_metadata
-    from voxtok.workers import balance, run_workers
+    from voxtok.workers import balance, progress_wanted, run_workers
 
     if not devices:
         raise BadConfigError("no workers to encode with")
@@ -340,7 +340,7 @@ def encode_corpus(job: EncodeJob, items: Sequence[tuple[str, str]], devices: Seq
     if job.store:
         _write_progress(out, utterances=len(items), stored=report.skipped, failed={}, complete=False)
     if progress is None:
-        progress = os.environ.get("VOXTOK_PROGRESS", "1") != "0"
+        progress = progress_wanted()
     if found:
         parts = balance(found, [s for _, _, s in found], len(devices))
         used = [(part, device) for part, device in zip(parts, devices) if part]

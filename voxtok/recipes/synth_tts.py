@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -95,7 +94,9 @@ def _settings(cfg: dict) -> dict:
 
 def _progress(cfg: dict) -> bool:
     """A progress bar unless `progress=false` or VOXTOK_PROGRESS=0 (as the benchmark)."""
-    return bool(cfg.get("progress", True)) and os.environ.get("VOXTOK_PROGRESS", "1") != "0"
+    from voxtok.workers import progress_wanted
+
+    return progress_wanted(cfg.get("progress", True))
 
 
 def _outputs(job: Job, out: Path, resynth: bool) -> list[Path]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -40,7 +40,7 @@ from voxtok.codecs.gan_checkpoint import load_discriminators, save_discriminator
 from voxtok.codecs.gan_loaders import make_loaders
 from voxtok.codecs.gan_trainer import GANModule
 from voxtok.convert.keymap import load_mapped
-from voxtok.config import plain_data
+from voxtok.config import differing_keys
 from voxtok.errors import BadConfigError
 from voxtok.recipes import recipe_main
 from voxtok.registry import build, load, read_metadata
@@ -106,16 +106,6 @@ def start_from(folder: str | Path, ccfg: dict[str, Any]) -> tuple[Any, dict[str,
           + (f"; its config replaced {', '.join(overridden[:8])}{' ...' if len(overridden) > 8 else ''}"
              if overridden else ""), flush=True)
     return codec, ccfg, None if saved is None else saved[1]
-
-
-def differing_keys(mine: Any, theirs: Any, where: str) -> list[str]:
-    """Dotted paths where config `mine` differs from `theirs` (a key only one has counts)."""
-    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
-        out = []
-        for key in [*mine, *(k for k in theirs if k not in mine)]:
-            out += differing_keys(mine.get(key), theirs.get(key), f"{where}.{key}")
-        return out
-    return [] if plain_data(mine) == plain_data(theirs) else [where]
 
 
 @recipe_main("train_codec")

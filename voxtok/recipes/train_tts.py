@@ -193,7 +193,7 @@ def start_from(folder: str | Path, tts: dict[str, Any]) -> tuple[Any, dict[str, 
     """The TTS model of checkpoint folder `folder` (weights loaded, train mode), the `tts:` config with
     `model` taken from the folder, and the text frontend the folder saved (None: none saved; the
     config's is used). See the module docstring."""
-    from voxtok.recipes.train_codec import differing_keys
+    from voxtok.config import differing_keys
     from voxtok.registry import load, read_metadata
 
     meta = read_metadata(folder)

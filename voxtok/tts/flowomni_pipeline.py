@@ -25,12 +25,14 @@ import torch
 from voxtok.errors import BadConfigError
 from voxtok.nn.sampling import item_seeds
 from voxtok.registry import register
-from voxtok.tts.pipeline import Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, check_mode_inputs
+from voxtok.tts.pipeline import (Prompt, SpeakerTable, StreamingVocoder, TTSPipeline, check_mode_inputs, is_vocoder,
+                                  load_vocoder)
 
 
 @register("pipeline", "flowomni")
 class FlowOmniPipeline(TTSPipeline):
-    """model: FlowOmniTTS; vocoder: MelVocoder (same mel front end); frontend: TextFrontend.
+    """model: FlowOmniTTS; vocoder: a mel vocoder on the same mel front end (MelVocoder or HiFT);
+    frontend: TextFrontend.
 
     It streams (`stream`), and guides (`cfg_strength`) when its model was trained with condition
     dropout: `self.cfg` is the model's `supports_cfg`.
@@ -47,6 +49,11 @@ class FlowOmniPipeline(TTSPipeline):
         self.sample_rate = int(vocoder.sample_rate)
         self.mel_config = model.mel_config
         self.cfg = bool(model.supports_cfg)
+        if not self.cfg:  # what check_options says when a CFG strength is given anyway
+            self.cfg_refusal = ("this Flow-Omni model was trained without condition dropout (cfm.cond_dropout 0), "
+                                "so it has no classifier-free guidance: leave the CFG strength unset")
+        if not is_vocoder(vocoder):
+            raise BadConfigError(f"{type(vocoder).__name__} is not a vocoder (mel in, audio out)")
         if vocoder.mel_config != model.mel_config:
             raise BadConfigError("Flow-Omni and the vocoder were trained on different mel settings")
 
@@ -55,20 +62,13 @@ class FlowOmniPipeline(TTSPipeline):
         """Load the parts a read manifest names (`flowomni`, `vocoder`, optional `speakers`)."""
         from voxtok.registry import load
         from voxtok.tts.frontend import TextFrontend
-        from voxtok.tts.vocoder import MelVocoder
 
         cls.check_manifest(spec)
         model = load(spec["flowomni"], map_location, kind="tts")
         if "frontend" not in model.extra:
             raise BadConfigError("Flow-Omni checkpoint lacks its text frontend settings", spec["flowomni"])
-        return cls(model, MelVocoder.from_pretrained(spec["vocoder"], map_location),
+        return cls(model, load_vocoder(spec["vocoder"], map_location),
                    TextFrontend.from_dict(model.extra["frontend"]), SpeakerTable(spec.get("speakers")))
-
-    def _check_cfg(self, cfg_strength: float | None) -> None:
-        """One-line BadConfigError when a CFG strength is given to a model that cannot guide."""
-        if cfg_strength is not None and not self.cfg:
-            raise BadConfigError("this Flow-Omni model was trained without condition dropout (cfm.cond_dropout 0), "
-                                 "so it has no classifier-free guidance: leave the CFG strength unset")
 
     def _inputs(self, text: str, prompt: Prompt | None, mode: str, speaker: str | None) -> tuple:
         """(text ids [L], speaker embedding [1, spk_dim], prompt kwargs of FlowOmniTTS.synthesize), on the
@@ -94,7 +94,6 @@ class FlowOmniPipeline(TTSPipeline):
         only for a model trained with condition dropout (`cfg`).
         """
         self.check_options(mode, cfg_strength=cfg_strength)
-        self._check_cfg(cfg_strength)
         speakers = list(speakers) if speakers is not None else [None] * len(texts)
         seeds = item_seeds(seed, len(texts))
         out = []
@@ -122,7 +121,6 @@ class FlowOmniPipeline(TTSPipeline):
         `synthesize_batch`; a bad option is an error here, before the first chunk.
         """
         self.check_options(mode, streaming=True, cfg_strength=cfg_strength)
-        self._check_cfg(cfg_strength)
         ids, spk, kw = self._inputs(text, prompt, mode, speaker)
         r = self.model.r
         size = self.model.chunk_steps(chunk_tokens, "chunk_tokens") * r

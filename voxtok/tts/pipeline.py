@@ -17,6 +17,7 @@ on the device, and the audio handed back is float32 on the CPU, ready to save.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -126,6 +127,18 @@ def log_mel(wav: torch.Tensor, sample_rate: int, config: MelConfig) -> torch.Ten
     x = resample(wav, sample_rate, config.sample_rate) if sample_rate != config.sample_rate else wav
     with torch.no_grad():
         return MelSpectrogram(config)(x[None].float())[0]
+
+
+class _class_or_instance:
+    """A method that gets the instance when called on one, else the class (capability checks work
+    before loading, from the class attributes, and after, from what the loaded models can do)."""
+
+    def __init__(self, method):
+        self.method = method
+        self.__doc__ = method.__doc__
+
+    def __get__(self, obj, owner):
+        return functools.partial(self.method, owner if obj is None else obj)
 
 
 def crossfade(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -256,9 +269,11 @@ class TTSPipeline:
                     return
             yield item
 
-    @classmethod
+    @_class_or_instance
     def check_options(cls, mode: str, streaming: bool = False, cfg_strength: float | None = None) -> None:
-        """Raise BadConfigError when a request asks for what this pipeline cannot do."""
+        """Raise BadConfigError when a request asks for what this pipeline cannot do (on the class: what
+        the kind of pipeline can do; on a loaded pipeline: what its models can, e.g. a Flow-Omni model
+        trained without condition dropout has no CFG)."""
         if mode not in cls.modes:
             raise BadConfigError(f"unknown mode '{mode}' (choose from {', '.join(cls.modes)})")
         if streaming and not cls.streaming:
@@ -268,7 +283,8 @@ class TTSPipeline:
             where = f"the {able} model only" if able else "no registered pipeline"
             raise BadConfigError(f"streaming is available with {where}; {cls.label} synthesizes whole utterances")
         if cfg_strength is not None and not cls.cfg:
-            raise BadConfigError(f"{cls.label} has no classifier-free guidance: leave the CFG strength unset")
+            raise BadConfigError(getattr(cls, "cfg_refusal", None)
+                                 or f"{cls.label} has no classifier-free guidance: leave the CFG strength unset")
 
     @classmethod
     def check_manifest(cls, spec: dict[str, Any]) -> None:
