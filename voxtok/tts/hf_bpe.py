@@ -21,6 +21,7 @@ from typing import Iterable
 
 from voxtok.errors import BadConfigError, BadTextError
 from voxtok.tts.hf_folder import hf_folder, read_hf_config
+from voxtok.tts.whisper_bpe import split_at
 
 
 def _first_line(err: Exception) -> str:
@@ -94,16 +95,7 @@ class HFBPE:
         """Text -> [(piece, is_added_token)]: the tokenizer's added tokens apart from the text between them."""
         if self._added is None:
             return [(text, False)] if text else []
-        pieces: list[tuple[str, bool]] = []
-        start = 0
-        for match in self._added.finditer(text):
-            if match.start() > start:
-                pieces.append((text[start:match.start()], False))
-            pieces.append((match.group(0), True))
-            start = match.end()
-        if start < len(text):
-            pieces.append((text[start:], False))
-        return pieces
+        return split_at(text, self._added.finditer(text))
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids [N], as `AutoTokenizer(folder).encode(text, add_special_tokens=False)`."""

@@ -34,6 +34,21 @@ def _whisper_encoding(num_languages: int):
     return get_tokenizer(multilingual=True, num_languages=num_languages, language="en", task="transcribe").encoding
 
 
+
+def split_at(text: str, matches: Iterable[re.Match]) -> list[tuple[str, bool]]:
+    """Text -> [(piece, is_match)]: the matched spans (in order, not overlapping) apart from the text
+    between them; empty text pieces are left out."""
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for match in matches:
+        if match.start() > start:
+            pieces.append((text[start:match.start()], False))
+        pieces.append((match.group(0), True))
+        start = match.end()
+    if start < len(text):
+        pieces.append((text[start:], False))
+    return pieces
+
 class WhisperBPE:
     """Text <-> Whisper multilingual BPE ids (tiktoken), specials written as "<|tag|>" allowed.
 
@@ -57,18 +72,7 @@ class WhisperBPE:
 
         An unknown tag ("<|foo|>") stays inside its text piece, as tiktoken treats it.
         """
-        pieces: list[tuple[str, bool]] = []
-        start = 0
-        for match in _TAG.finditer(text):
-            if match.group(0) not in self.specials:
-                continue
-            if match.start() > start:
-                pieces.append((text[start:match.start()], False))
-            pieces.append((match.group(0), True))
-            start = match.end()
-        if start < len(text):
-            pieces.append((text[start:], False))
-        return pieces
+        return split_at(text, (m for m in _TAG.finditer(text) if m.group(0) in self.specials))
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids [N] exactly as CosyVoice's `tokenizer.encode(text, allowed_special="all")`."""
