@@ -1,7 +1,7 @@
 """`voxtok convert cosyvoice`: a CosyVoice-300M release folder -> a VoxTok TTS folder that `voxtok tts synth
 --exp`, `voxtok.load` and the demo use (the end-to-end check of issue 20).
 
-The release folder is the reduced, random-weight one of tests/cosyvoice_release.py (`make_release`).
+The release folder is the reduced, random-weight one of tests/reduced_release_folder.py (`make_release`).
 Prompts are checked against CosyVoice v1's frontend (cosyvoice/cli/frontend.py `frontend_zero_shot`,
 `frontend_cross_lingual`, `frontend_sft` and `_extract_*`, computed here with whisper, torchaudio's Kaldi
 fbank and onnxruntime as that code calls them): every prompt token, the whole prompt mel, the CAM++
@@ -24,7 +24,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx", reason="exporting the stand-in ONNX models needs the onnx package")
 pytest.importorskip("whisper", reason="the whisper_bpe text frontend needs openai-whisper")
 
-from cosyvoice_release import SPEAKERS, convert_release, make_release  # noqa: E402
+from reduced_release_folder import SPEAKERS, convert_release, make_release  # noqa: E402
 
 import voxtok  # noqa: E402
 from voxtok.cli import main  # noqa: E402

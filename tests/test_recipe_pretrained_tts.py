@@ -1,6 +1,6 @@
 """egs/libritts/run.sh --pretrained_tts DIR (a converted CosyVoice-300M folder), with and without --finetune.
 
-The folder is the reduced random-weight conversion of tests/cosyvoice_release.py. The recipe runs in smoke
+The folder is the reduced random-weight conversion of tests/reduced_release_folder.py. The recipe runs in smoke
 mode on the stages that concern the CosyVoice-style TTS (0 data, 1 speakers, 4 tokens, 9-10 fine-tuning,
 11 synthesis; the codec, S3, teacher, vocoder and Flow-Omni stages are left out with --skip_stages), so
 this checks the hand-over: CAM++ x-vectors from the folder's campplus.onnx, tokens from its S3 tokenizer,
@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx", reason="exporting the stand-in ONNX models needs the onnx package")
 pytest.importorskip("whisper", reason="the whisper_bpe text frontend needs openai-whisper")
 
-from cosyvoice_release import convert_release, make_release  # noqa: E402
+from reduced_release_folder import convert_release, make_release  # noqa: E402
 from recipe_copy import copy_recipe, recipe_env  # noqa: E402
 
 # The fewest utterances the smoke stages take: 2 training speakers, 1 dev, 2 test, 3 utterances each.

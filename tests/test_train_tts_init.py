@@ -1,5 +1,5 @@
 """`voxtok.recipes.train_tts init_from=DIR`: fine-tuning a converted CosyVoice-300M LLM (the reduced random-weight
-folder of tests/cosyvoice_release.py) on a small corpus whose tokens and x-vectors come from the folder's own
+folder of tests/reduced_release_folder.py) on a small corpus whose tokens and x-vectors come from the folder's own
 S3 tokenizer and CAM++; and the one-line errors when the folder or the data do not fit."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx", reason="exporting the stand-in ONNX models needs the onnx package")
 pytest.importorskip("whisper", reason="the whisper_bpe text frontend needs openai-whisper")
 
-from cosyvoice_release import convert_release, make_release  # noqa: E402
+from reduced_release_folder import convert_release, make_release  # noqa: E402
 
 from voxtok.errors import BadConfigError  # noqa: E402
 from voxtok.recipes import CONFIG_DIR  # noqa: E402
