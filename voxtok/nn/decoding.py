@@ -54,12 +54,27 @@ def right_align(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.where((src >= 0)[..., None], picked, torch.zeros_like(picked))
 
 
+def cache_argument(backbone: nn.Module) -> str:
+    """The keyword `backbone.forward` takes its KV cache by: `cache` (transformers 5, where
+    `past_key_values` is deprecated and goes away in 5.40) or `past_key_values` (transformers 4, the
+    espnet backbone)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a backbone returned: `out.cache` (transformers 5) or `out.past_key_values`."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def decode_with_kv_cache(backbone: nn.Module, embeds: torch.Tensor, lengths: torch.Tensor, step: StepFunction,
                          min_steps: torch.Tensor, max_steps: torch.Tensor) -> Iterator[StepOutput]:
     """Decode after right-padded prefixes, one `StepOutput` per step while any item emits.
 
     backbone: a transformers-style causal model called with inputs_embeds, attention_mask,
-        position_ids, past_key_values, use_cache (e.g. `build_causal_backbone`).
+        position_ids, use_cache and a KV cache (`cache_argument`) (e.g. `build_causal_backbone`).
     embeds [B, N, width]: the prefixes, right-padded; lengths [B]: their lengths.
     step: the model's step function (see `StepFunction`), called with the last hidden states.
     min_steps [B]: steps before an item may stop (`may_stop`); max_steps [B]: steps after which an
@@ -76,7 +91,8 @@ def decode_with_kv_cache(backbone: nn.Module, embeds: torch.Tensor, lengths: tor
     mask = cols >= 0
     out = backbone(inputs_embeds=right_align(embeds, lengths), attention_mask=mask.long(),
                    position_ids=cols.clamp(min=0), use_cache=True)
-    cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+    cache_arg = cache_argument(backbone)
+    cache, hidden = returned_cache(out), out.last_hidden_state[:, -1]
     next_pos = lengths.clone()
     active = torch.ones(batch, dtype=torch.bool)
     total = int(max_steps.max()) if batch else 0
@@ -94,6 +110,6 @@ def decode_with_kv_cache(backbone: nn.Module, embeds: torch.Tensor, lengths: tor
             return
         mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
         out = backbone(inputs_embeds=result.feed[:, None], attention_mask=mask.long(),
-                       position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+                       position_ids=next_pos[:, None], use_cache=True, **{cache_arg: cache})
+        cache, hidden = returned_cache(out), out.last_hidden_state[:, -1]
         next_pos = next_pos + 1
