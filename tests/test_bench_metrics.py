@@ -7,19 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from bench_fixtures import noisy
 from voxtok.audio import resample
 from voxtok.bench import failures
 from voxtok.bench import metrics as M
 from voxtok.errors import BadAudioError, BadConfigError
 
 SR = 16000
-
-
-def noisy(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
-    """x plus white noise scaled to exactly `snr_db` dB SNR."""
-    noise = np.random.default_rng(seed).standard_normal(len(x))
-    noise *= np.sqrt(np.sum(x.astype(np.float64) ** 2) / np.sum(noise**2) / 10 ** (snr_db / 10))
-    return (x + noise).astype(np.float32)
 
 
 def test_identity_gives_the_best_scores(speech):

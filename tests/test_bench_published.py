@@ -5,48 +5,19 @@ on two utterances (reconstruction, token statistics, minimal probes and token LM
 Also: the spec syntax of the new kinds, and a wrong checkpoint for each kind is a one-line error."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bench_fixtures import bench, dirs  # noqa: F401  (the shared data dirs fixture)
 from conftest import espeak_speech
-from test_bench_report import _data_dir
-from voxtok.bench import runner
-from voxtok.bench.lm import LMConfig
-from voxtok.bench.probes import ProbeConfig
+from published_checkpoints import RATE, SPEECHTOKENIZER, hf_configs, hf_folder, snac_folder, speechtokenizer_release
 from voxtok.bench.systems import build_system, parse_spec
 from voxtok.errors import BadConfigError
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*weight_norm.* is deprecated:FutureWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-RATE = 16000
-
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    """(test dir: 2 utterances, train dir: 2 speakers x 2 utterances), 1.2 s of 16 kHz speech each."""
-    root = tmp_path_factory.mktemp("published_data")
-    test = [("a_t", "a", "en-us", "the garden is green today"), ("b_t", "b", "en-gb", "a quiet garden at night")]
-    train = [(f"{s}_{i}", s, v, t) for s, v in (("a", "en-us"), ("b", "en-gb"))
-             for i, t in enumerate(["the green garden was quiet", "a green and quiet garden"])]
-    speak = lambda text, voice: espeak_speech(text, voice, RATE, seconds=1.2)  # noqa: E731
-    return _data_dir(root / "test", test, speak, RATE), _data_dir(root / "train", train, speak, RATE)
-
-
-def bench(tmp_path, dirs, spec: str, metrics=("stoi", "mel_distance"), **changes) -> dict:
-    """One system through `runner.run_benchmark`; returns its row (asserted ok)."""
-    test, train = dirs
-    cfg = dict(test_dir=str(test), train_dir=str(train), out_dir=str(tmp_path / "bench"), systems=[spec], asr=False,
-               metrics=list(metrics), swuggy_words=0, num_samples=1, threads=1, progress=False,
-               probe=ProbeConfig(dim=8, attention_hidden=8, lstm_hidden=8, lstm_layers=1, conv_channels=8,
-                                 asr_steps=2, speaker_steps=2, batch_size=2),
-               lm_model=LMConfig(dim=8, layers=1, heads=2, context=16, steps=2, batch_size=2))
-    cfg.update(changes)
-    (row,) = runner.run_benchmark(runner.BenchConfig(**cfg))
-    assert row["status"] == "ok", row.get("error")
-    return row
 
 
 def check_token_row(row: dict, n_q: int, frame_rate: float) -> None:
@@ -111,21 +82,6 @@ def test_dac_package(tmp_path, dirs):
     first_line_error(lambda: build_system(f"dac:{tmp_path / 'empty.pth'}"), "not a DAC checkpoint")
 
 
-SPEECHTOKENIZER = {"n_filters": 4, "strides": [8, 5, 4, 2], "dimension": 16, "semantic_dimension": 12,
-                   "bidirectional": True, "dilation_base": 2, "residual_kernel_size": 3, "n_residual_layers": 1,
-                   "lstm_layers": 2, "activation": "ELU", "codebook_size": 32, "n_q": 4, "sample_rate": RATE}
-
-
-def speechtokenizer_release(folder: Path, config=SPEECHTOKENIZER) -> Path:
-    """config.json + SpeechTokenizer.pt as the release ships them (random weights)."""
-    speechtokenizer = pytest.importorskip("speechtokenizer")
-    torch.manual_seed(0)
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(config))
-    torch.save(speechtokenizer.SpeechTokenizer(config).state_dict(), folder / "SpeechTokenizer.pt")
-    return folder
-
-
 def test_speechtokenizer_package(tmp_path, dirs):
     folder = speechtokenizer_release(tmp_path / "speechtokenizer")
     row = bench(tmp_path, dirs, f"speechtokenizer:{folder}@n_q=2")
@@ -135,20 +91,6 @@ def test_speechtokenizer_package(tmp_path, dirs):
     first_line_error(lambda: build_system(f"speechtokenizer:{folder}"), "not a SpeechTokenizer checkpoint")
     (folder / "config.json").unlink()
     first_line_error(lambda: build_system(f"speechtokenizer:{folder}"), "config.json not found")
-
-
-SNAC = dict(sampling_rate=RATE, encoder_dim=4, encoder_rates=[2, 4], decoder_dim=16, decoder_rates=[4, 2],
-            attn_window_size=None, codebook_size=16, codebook_dim=4, vq_strides=[4, 2, 1], noise=True, depthwise=True)
-
-
-def snac_folder(folder: Path) -> Path:
-    """config.json + pytorch_model.bin as SNAC's hub folders hold them (random weights)."""
-    snac = pytest.importorskip("snac", reason="the published extra (snac) is not installed")
-    torch.manual_seed(0)
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(SNAC))
-    torch.save(snac.SNAC(**SNAC).state_dict(), folder / "pytorch_model.bin")
-    return folder
 
 
 def test_snac_package_and_its_multi_rate_codes(tmp_path, dirs):
@@ -173,43 +115,6 @@ def test_snac_package_and_its_multi_rate_codes(tmp_path, dirs):
 
 
 # ----------------------------------------------------------------------------- transformers
-
-
-def hf_configs():
-    import transformers as T
-
-    return {
-        "encodec": (T.EncodecConfig(num_filters=4, upsampling_ratios=[4, 4], hidden_size=16, codebook_size=16,
-                                    target_bandwidths=[4.0, 8.0], sampling_rate=RATE, num_lstm_layers=1), "bw=8", 2),
-        "dac": (T.DacConfig(encoder_hidden_size=4, downsampling_ratios=[4, 8], decoder_hidden_size=16,
-                            upsampling_ratios=[8, 4], n_codebooks=3, codebook_size=16, codebook_dim=4, hidden_size=16,
-                            sampling_rate=RATE), "n_q=2", 2),
-        "mimi": (T.MimiConfig(hidden_size=16, num_filters=4, upsampling_ratios=[4, 4, 5, 4], codebook_size=16,
-                              codebook_dim=8, num_quantizers=4, num_semantic_quantizers=1, num_hidden_layers=1,
-                              num_attention_heads=2, num_key_value_heads=2, head_dim=8, intermediate_size=16,
-                              upsample_groups=16, vector_quantization_hidden_dimension=8, sampling_rate=RATE,
-                              frame_rate=12.5), "n_q=3", 3),
-        "xcodec": (T.XcodecConfig(
-            acoustic_model_config=dict(encoder_hidden_size=4, downsampling_ratios=[8, 5, 4, 2], decoder_hidden_size=16,
-                                       upsampling_ratios=[8, 5, 4, 2], hidden_size=8, codebook_size=16, n_codebooks=2,
-                                       codebook_dim=4),
-            semantic_model_config=dict(model_type="hubert", hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                       intermediate_size=16, conv_dim=(4,) * 7, num_conv_pos_embeddings=8,
-                                       num_conv_pos_embedding_groups=2),
-            codebook_size=16, target_bandwidths=[0.2, 0.4]), "bw=0.4", 2),
-    }
-
-
-def hf_folder(folder: Path, model_type: str) -> Path:
-    """A transformers codec with random weights, saved with save_pretrained (+ its feature extractor)."""
-    import transformers as T
-
-    config = hf_configs()[model_type][0]
-    torch.manual_seed(0)
-    T.AutoModel.from_config(config).save_pretrained(folder)
-    if model_type in ("encodec", "mimi"):
-        T.EncodecFeatureExtractor(feature_size=1, sampling_rate=RATE).save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize("model_type", ["encodec", "dac", "mimi", "xcodec"])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_bench_published import dirs, hf_folder, snac_folder, speechtokenizer_release  # noqa: F401
-from test_bench_ssl_units import ssl_folder
+from bench_fixtures import dirs  # noqa: F401  (the shared data dirs fixture)
+from published_checkpoints import hf_folder, snac_folder, speechtokenizer_release, ssl_folder
 from voxtok.bench.discover import discover_systems
 
 ROOT = Path(__file__).resolve().parents[1]

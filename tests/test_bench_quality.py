@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_bench_metrics import noisy
+from bench_fixtures import noisy
 from voxtok.bench import failures
 from voxtok.bench import metrics as M
 from voxtok.bench.report import write_report

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from voxtok.audio import resample, save_audio
+from voxtok.audio import resample
 from voxtok.bench import runner
 from voxtok.bench.lm import LMConfig
 from voxtok.bench.probes import ProbeConfig
@@ -20,6 +20,8 @@ from voxtok.registry import build
 from voxtok.data.synth import Voice, run_espeak
 from voxtok.errors import BadConfigError
 from voxtok.recipes import CONFIG_DIR
+
+from bench_fixtures import data_dir
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +138,6 @@ def test_report_files(tmp_path):
 # ----------------------------------------------------------------------------- the runner
 
 
-def _speech(text: str, voice: str) -> np.ndarray:
-    wav, sr = run_espeak(Voice("espeak", voice, "F", rate=190), text)
-    return resample(wav, sr, 24000).numpy()
-
-
-def _data_dir(root: Path, utts: list[tuple[str, str, str, str]], speak=_speech, rate: int = 24000) -> Path:
-    """utts: (utt, speaker, voice, text) -> a Kaldi data dir of espeak-ng speech (`speak(text, voice)`
-    -> float [T] at `rate`; default: whole sentences at 24 kHz)."""
-    root.mkdir(parents=True)
-    for utt, _, voice, text in utts:
-        save_audio(root / f"{utt}.wav", speak(text, voice), rate)
-    (root / "wav.scp").write_text("".join(f"{u} {root / (u + '.wav')}\n" for u, *_ in utts))
-    (root / "text").write_text("".join(f"{u} {t}\n" for u, _, _, t in utts))
-    (root / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _, _ in utts))
-    return root
-
-
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench_data")
@@ -160,7 +145,7 @@ def data_dirs(tmp_path_factory):
     texts = ["the green garden was quiet", "a green garden", "green and quiet"]
     train = [(f"{s}_{i}", s, voices[s], texts[i]) for s in "ab" for i in range(3)]
     test = [("a_t", "a", "en-us", "the garden is green"), ("b_t", "b", "en-gb", "a quiet garden")]
-    return _data_dir(root / "test", test), _data_dir(root / "train", train)
+    return data_dir(root / "test", test), data_dir(root / "train", train)
 
 
 def _config(out: Path, test: Path, train: Path, systems, **changes) -> runner.BenchConfig:

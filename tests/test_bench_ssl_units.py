@@ -2,33 +2,17 @@
 transformers HuBERT/WavLM folder (random weights at a tiny size here), registered as a VoxTok codec
 (voxtok.load, token files), encode only, and run through the benchmark with probes and the LM."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 import voxtok
-from test_bench_published import bench, dirs  # noqa: F401  (the shared data dirs fixture)
+from bench_fixtures import bench, dirs  # noqa: F401  (the shared data dirs fixture)
+from published_checkpoints import ssl_folder
 from voxtok.bench.ssl_units import fit_ssl_kmeans
 from voxtok.bench.systems import build_system
 from voxtok.errors import BadConfigError, BadTokenFileError
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-def ssl_folder(folder: Path, model: str = "hubert") -> Path:
-    """A tiny transformers SSL model with random weights (3 layers, hop 320 as the real ones)."""
-    import transformers as T
-
-    kwargs = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
-                  conv_dim=(8,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
-    torch.manual_seed(0)
-    if model == "hubert":
-        T.HubertModel(T.HubertConfig(**kwargs)).save_pretrained(folder)
-    else:  # WavLM large-style: pre-norm layers, and a feature extractor that normalises the input
-        T.WavLMModel(T.WavLMConfig(do_stable_layer_norm=True, feat_extract_norm="layer", **kwargs)).save_pretrained(folder)
-        T.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize("model", ["hubert", "wavlm"])

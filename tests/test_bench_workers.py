@@ -16,7 +16,7 @@ from voxtok.errors import BadConfigError
 from voxtok.recipes import CONFIG_DIR
 from voxtok.registry import build
 
-from test_bench_report import _data_dir
+from bench_fixtures import data_dir
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
     """(a test data dir of 5 espeak utterances, an untrained tiny WavTokenizer checkpoint)."""
     root = tmp_path_factory.mktemp("bench_workers")
     texts = ["the garden is green", "a quiet garden", "green and quiet", "the cat sat", "good day"]
-    test = _data_dir(root / "test", [(f"{'ab'[i % 2]}_{i}", "ab"[i % 2], ("en-us", "en-gb")[i % 2], t)
-                                     for i, t in enumerate(texts)])
+    test = data_dir(root / "test", [(f"{'ab'[i % 2]}_{i}", "ab"[i % 2], ("en-us", "en-gb")[i % 2], t)
+                                    for i, t in enumerate(texts)])
     cfg = yaml.safe_load((CONFIG_DIR / "codec" / "wavtokenizer_tiny.yaml").read_text())["model"]
     torch.manual_seed(0)
     build("codec", "wavtokenizer", cfg).save_pretrained(root / "codec" / "model")

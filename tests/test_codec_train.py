@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from voxtok.audio import save_audio
+from codec_fixtures import make_data_dir, scalars
 from voxtok.registry import load
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.train_codec import train
@@ -28,36 +28,10 @@ SMALL = [
 ]
 
 
-def make_data_dir(root: Path, n: int = 8) -> Path:
-    rng = np.random.default_rng(0)
-    wavs, lines = root / "wav", []
-    for i in range(n):
-        t = np.arange(int(0.5 * 24000)) / 24000
-        f0 = 120 + 20 * i
-        x = sum(0.2 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 6)) + 0.005 * rng.standard_normal(len(t))
-        save_audio(wavs / f"s{i % 2}_u{i}.wav", x, 24000)
-        lines.append((f"s{i % 2}_u{i}", f"s{i % 2}"))
-    d = root / "data"
-    d.mkdir(parents=True)
-    (d / "wav.scp").write_text("".join(f"{u} {wavs / (u + '.wav')}\n" for u, _ in sorted(lines)))
-    (d / "text").write_text("".join(f"{u} hello\n" for u, _ in sorted(lines)))
-    (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(lines)))
-    (d / "spk2utt").write_text("".join(f"s{k} " + " ".join(u for u, s in sorted(lines) if s == f"s{k}") + "\n" for k in range(2)))
-    return d
-
-
 def config(data: Path, exp: Path, *overrides):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train_codec", overrides=[f"train_dir={data}", f"valid_dir={data}", f"exp_dir={exp}",
                                                  f"hydra_dir={exp}/hydra", *SMALL, *overrides])
-
-
-def scalars(exp: Path, tag: str) -> list[float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(exp / "tensorboard"))
-    acc.Reload()
-    return [e.value for e in acc.Scalars(tag)]
 
 
 def test_mel_loss_falls_and_export_loads(tmp_path):

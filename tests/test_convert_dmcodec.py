@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_convert_speechtokenizer import RELEASE_CONFIG, audio, reference_model, within_tolerance
+from speechtokenizer_fixtures import RELEASE_CONFIG, audio, reference_model, within_tolerance
 
 import voxtok
 from voxtok.cli import main

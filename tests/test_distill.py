@@ -20,7 +20,7 @@ from voxtok.data.shards import ShardWriter
 from voxtok.errors import BadConfigError, BadDataDirError
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.train_codec import train
-from test_codec_train import make_data_dir, scalars
+from codec_fixtures import make_data_dir, scalars
 
 FLOOR = math.log1p(math.exp(-1.0))  # -log sigmoid(1): every loss's value at a perfect match
 

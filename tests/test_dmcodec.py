@@ -2,15 +2,14 @@
 token files and the CLI, and one GAN step for every configuration switch."""
 
 import copy
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
+from codec_fixtures import codec_config, fitted, tiny_model
 from voxtok.audio import load_audio, save_audio
 from voxtok.cli import main
 from voxtok.registry import build, load
@@ -18,12 +17,6 @@ from voxtok.codecs.fusecodec import GlobalFusion
 from voxtok.codecs.tokenfile import read_tokens
 from voxtok.codecs.gan_trainer import GANModule
 from voxtok.errors import BadConfigError
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "codec"
-
-
-def config(name):
-    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
 
 
 # ----------------------------------------------------------------------------- published size
@@ -84,7 +77,7 @@ def test_analytic_counts_match_the_measured_speechtokenizer_size():
 
 @pytest.mark.parametrize("name, extra", [("dmcodec_paper", SHARED_HEAD), ("fusecodec_paper", HEADS + FUSION)])
 def test_paper_configs_build_at_published_size(name, extra):
-    cfg = config(name)
+    cfg = codec_config(name)
     codec = build("codec", cfg["name"], cfg["model"]).eval()
     assert sum(p.numel() for p in codec.encoder.parameters()) == ENCODER
     assert sum(p.numel() for p in codec.decoder.parameters()) == DECODER
@@ -109,36 +102,12 @@ def test_ablation_configs_share_everything_but_the_teacher_parts():
         cfg.pop("name")
         return cfg
 
-    base = shared(config("rvq_tiny"))
+    base = shared(codec_config("rvq_tiny"))
     for name in ("dmcodec_lm_tiny", "dmcodec_lmsm_tiny", "fusecodec_tiny"):
-        assert shared(config(name)) == base, name
+        assert shared(codec_config(name)) == base, name
 
 
 # ----------------------------------------------------------------------------- tiny codec
-
-TINY_OVERRIDES = {"encoder": {"n_filters": 4, "dimension": 16}, "decoder": {"n_filters": 4, "dimension": 16},
-                  "quantizer": {"codebook_size": 16, "warmup_steps": 0}}
-
-
-def tiny_model(name="dmcodec_lmsm_tiny", dims=(12, 10), **extra):
-    model = config(name)["model"]
-    for block, values in TINY_OVERRIDES.items():
-        model[block].update(values)
-    for target, dim in zip(("lm", "sm"), dims):
-        if target in (model.get("distill") or {}):
-            model["distill"][target]["dim"] = dim
-    for key, value in extra.items():
-        model[key] = value
-    return model
-
-
-def fitted(codec):
-    """k-means-initialised codebooks (one training forward), in eval mode."""
-    torch.manual_seed(0)
-    codec.train()
-    codec.training_forward(torch.randn(4, 1, 16000) * 0.2, step=10**6)
-    return codec.eval()
-
 
 @pytest.fixture(scope="module")
 def tiny():

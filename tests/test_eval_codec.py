@@ -10,7 +10,7 @@ from voxtok.bench.tokens import code_statistics
 from voxtok.registry import build
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.eval_codec import evaluate
-from test_codec_train import make_data_dir
+from codec_fixtures import make_data_dir
 
 
 def test_table_has_codec_and_codec2_rows(tmp_path):

@@ -11,7 +11,7 @@ from voxtok.audio import save_audio
 from voxtok.registry import build
 from voxtok.recipes import CONFIG_DIR
 from voxtok.recipes.eval_codec import evaluate
-from test_dmcodec import fitted, tiny_model
+from codec_fixtures import fitted, tiny_model
 
 
 def test_eval_codec_at_fewer_codebooks_with_speaker_and_asr_scores(tmp_path, speech):

@@ -181,7 +181,7 @@ def test_backbone_frontend_is_the_init_from_folders_tokenizer(qwen2):
 def test_recipe_fine_tunes_from_the_folder_and_the_export_loads_without_it(qwen2, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from test_tts_llm import make_corpus
+    from tts_llm_fixtures import make_corpus
     from voxtok.recipes.train_tts import train
     from voxtok.registry import load
 

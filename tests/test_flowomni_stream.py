@@ -13,7 +13,7 @@ from voxtok.tts.flowomni import FlowHead, FlowOmniTTS
 from voxtok.tts.flowomni_pipeline import FlowOmniPipeline
 from voxtok.tts.pipeline import SpeakerTable
 
-from test_flowomni import N_MELS, make_batch, micro_model
+from flowomni_fixtures import N_MELS, make_batch, micro_model
 from tts_fixtures import model_config, save_flowomni_exp, tiny_tts_parts
 
 TEXT = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])

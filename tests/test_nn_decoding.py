@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_flowomni import N_MELS, micro_model
-from test_tts_llm import small_model
+from flowomni_fixtures import N_MELS, micro_model
+from tts_llm_fixtures import small_model
 from voxtok.errors import BadConfigError
 from voxtok.nn.decoding import StepOutput, decode_with_kv_cache, right_align
 from voxtok.nn.sampling import item_generators, item_seeds
