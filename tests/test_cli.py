@@ -43,3 +43,21 @@ def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "missing" in err
+
+
+def test_a_reader_that_leaves_early_is_not_an_error():
+    """`voxtok tts speakers | head -1`: the closed pipe ends the command quietly with status 0."""
+    import subprocess
+    import sys
+
+    code = ("import types, voxtok.cli as c\n"
+            "def chatty(args):\n"
+            "    for _ in range(200000): print('spk' * 20)\n"
+            "args = types.SimpleNamespace(handler=chatty)\n"
+            "c.build_parser = lambda: types.SimpleNamespace(parse_args=lambda argv: args)\n"
+            "raise SystemExit(c.main([]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(100)
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
