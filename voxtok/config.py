@@ -16,6 +16,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import json
+import os
+from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
 
 from voxtok.errors import BadConfigError
@@ -131,3 +134,22 @@ def differing_keys(mine: Any, theirs: Any, where: str) -> list[str]:
             out += differing_keys(mine.get(key), theirs.get(key), f"{where}.{key}")
         return out
     return [] if plain_data(mine) == plain_data(theirs) else [where]
+
+
+
+def read_data_file(path: str | os.PathLike, what: str, fmt: str | None = None) -> Any:
+    """A YAML or JSON file -> its data (`fmt` "yaml" | "json"; None: YAML for .yaml / .yml names, else
+    JSON). Unreadable text or a parse error is a one-line BadConfigError "<what> is not valid YAML|JSON
+    (...)" naming the file; whether the file exists and what the data must hold are the caller's checks."""
+    path = Path(path)
+    if (fmt or ("yaml" if path.suffix.lower() in (".yaml", ".yml") else "json")) == "yaml":
+        import yaml
+
+        fmt, parse, errors = "YAML", yaml.safe_load, (yaml.YAMLError, UnicodeDecodeError)
+    else:
+        fmt, parse, errors = "JSON", json.loads, (json.JSONDecodeError, UnicodeDecodeError)
+    try:
+        return parse(path.read_text())
+    except errors as err:
+        detail = getattr(err, "msg", None) or type(err).__name__
+        raise BadConfigError(f"{what} is not valid {fmt} ({detail})", path) from None

@@ -7,7 +7,6 @@ codes as [Q, T'] int64 for the token statistics, probes and LM of the benchmark.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from voxtok.bench.systems import (System, SystemContext, SystemSpec, fit_length, n_q_option, require_file,
                                   require_package)
+from voxtok.config import read_data_file
 from voxtok.errors import BadConfigError
 from voxtok.registry import file_hash
 
@@ -166,10 +166,7 @@ def _config_and_weights(spec: SystemSpec, weight_names: tuple[str, ...], what: s
         if not found:
             raise BadConfigError(f"{what} folder has no weights file ({' or '.join(weight_names)})", folder)
         weights = found[0]
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise BadConfigError(f"config.json is not valid JSON ({err.msg})", config_path) from None
+    config = read_data_file(config_path, "config.json", "json")
     if not isinstance(config, dict):
         raise BadConfigError("config.json must hold an object", config_path)
     return config, config_path, weights

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from voxtok.config import check_keys, require_mapping
+from voxtok.config import check_keys, read_data_file, require_mapping
 from voxtok.errors import BadConfigError
 
 BLOCK_KEYS = ("trainer", "optim", "data", "freeze")
@@ -51,15 +51,10 @@ def _allowed(block: str) -> tuple[str, ...]:
 def read_finetune_config(path: str | os.PathLike, part: str) -> dict[str, Any]:
     """The block of `part` (a model registry name: llm, flow, ...) in the settings file `path`, checked
     strictly (module docstring); a missing file or block, or an unknown key, is a one-line BadConfigError."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise BadConfigError("fine-tuning settings file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise BadConfigError(f"fine-tuning settings are not valid YAML ({type(err).__name__})", path) from None
+    data = read_data_file(path, "the fine-tuning settings file")
     if not isinstance(data, Mapping):
         raise BadConfigError("fine-tuning settings must map part names (llm, flow, ...) to their settings", path)
     if part not in data:

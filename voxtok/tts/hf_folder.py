@@ -6,11 +6,11 @@ could take it for a Hub repository id and try the network.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from voxtok.config import read_data_file
 from voxtok.errors import BadConfigError
 
 
@@ -34,10 +34,7 @@ def read_hf_config(folder: str | os.PathLike, required: bool = True) -> dict[str
         if required:
             raise BadConfigError("no config.json: not a Hugging Face model folder", folder)
         return {}
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadConfigError(f"config.json is not valid JSON ({err})", path) from None
+    config = read_data_file(path, "config.json", "json")
     if not isinstance(config, dict):
         raise BadConfigError("config.json does not hold a JSON object", path)
     return config

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from voxtok.atomic import atomic_write
+from voxtok.config import read_data_file
 from voxtok.errors import BadConfigError
 
 
@@ -40,10 +41,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise BadConfigError("pipeline manifest not found (train the TTS stages first)", path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise BadConfigError(f"pipeline manifest is not valid YAML ({type(err).__name__})", path) from None
+    spec = read_data_file(path, "pipeline manifest", "yaml")
     if not isinstance(spec, dict) or "model" not in spec:
         raise BadConfigError("pipeline manifest lacks `model:` (the pipeline name, e.g. cosyvoice)", path)
     for key, value in spec.items():
